@@ -1,0 +1,16 @@
+# bloodcell: raw databases -> single-cell samples -> split (-> synthetic data, training, ...).
+# Rules are wiring only; all logic lives in the bloodcell package. dvc.yaml mirrors every rule.
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/sources.smk"
+include: "workflow/rules/dataset.smk"
+
+
+rule all:
+    input:
+        "data/split",
+    default_target: True

@@ -1,0 +1,240 @@
+"""The `bloodcell` command line: one subcommand per pipeline stage, plus params tools.
+
+A Snakemake rule and the DVC stage of the same name call the same subcommand with the same
+arguments. User errors print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bloodcell import __version__
+from bloodcell.errors import UserError
+
+log = logging.getLogger("bloodcell")
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line, with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def threshold(text: str) -> int | str:
+    if text == "otsu":
+        return text
+    value = int(text)
+    if not 1 <= value <= 254:
+        raise argparse.ArgumentTypeError(f"must be otsu or 1..254, got {text}")
+    return value
+
+
+def add_sample_args(p: argparse.ArgumentParser, min_area: int) -> None:
+    """Options every extract-<db> stage takes."""
+    p.add_argument("--scale", type=positive_float, required=True,
+                   help="resize factor from native pixels to the common 40x scale")
+    p.add_argument("--pad", type=non_negative_int, default=2,
+                   help="pixels of context kept around each cell's mask box (default 2)")
+    p.add_argument("--min-area", type=positive_int, default=min_area,
+                   help=f"smallest cell mask in native px (default {min_area})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bloodcell", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"bloodcell {__version__}")
+    parser.add_argument("--log", type=Path, help="also write the log to this file")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("demo-sources", help="make the procedural demo databases",
+                       description="Render seeded stand-ins for LISC, IUMC, MAMIC and Kaggle in "
+                       "their real on-disk layouts under OUTDIR (replaced atomically).")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--seed", type=non_negative_int, required=True)
+    p.add_argument("--lisc-per-class", type=positive_int, default=24)
+    p.add_argument("--lisc-mixt", type=non_negative_int, default=4)
+    p.add_argument("--iumc-per-class", type=positive_int, default=24)
+    p.add_argument("--mamic-fields", type=positive_int, default=12)
+    p.add_argument("--kaggle-per-class", type=positive_int, default=800)
+
+    p = sub.add_parser("extract-lisc", help="cut LISC WBCs with the expert masks",
+                       description="Cut the WBCs of ROOT/'LISC Database' with their expert "
+                       "masks, bring them to the 40x scale, write OUTDIR/samples.parquet and "
+                       "QC tables.")
+    p.add_argument("root", type=Path, help="folder holding 'LISC Database/'")
+    p.add_argument("outdir", type=Path)
+    add_sample_args(p, 2000)
+    p.add_argument("--multi-cell", choices=["skip", "split"], default="skip",
+                   help="an image whose mask holds several cells: skip it or keep each cell")
+
+    p = sub.add_parser("extract-iumc", help="cut IUMC single WBCs with their masks",
+                       description="Cut the WBCs of ROOT/<Class>/images with masks from "
+                       "ROOT/<Class>/masks, bring them to the 40x scale.")
+    p.add_argument("root", type=Path, help="folder holding the IUMC class folders")
+    p.add_argument("outdir", type=Path)
+    add_sample_args(p, 1000)
+
+    p = sub.add_parser("extract-mamic", help="cut MAMIC cells at the crop list's boxes",
+                       description="Cut the cells listed in CROPS from ROOT/images with "
+                       "threshold masks, bring them to the 40x scale.")
+    p.add_argument("root", type=Path, help="folder holding images/")
+    p.add_argument("crops", type=Path, help="crop list CSV: image,class,x,y,w,h")
+    p.add_argument("outdir", type=Path)
+    add_sample_args(p, 60)
+
+    p = sub.add_parser("extract-kaggle", help="cut Kaggle malaria cells with threshold masks",
+                       description="Mask the cells of ROOT/cell_images/{Parasitized,Uninfected} "
+                       "by a threshold, bring them to the 40x scale.")
+    p.add_argument("root", type=Path, help="folder holding cell_images/")
+    p.add_argument("outdir", type=Path)
+    add_sample_args(p, 400)
+    p.add_argument("--threshold", type=threshold, default=12,
+                   help="cell-vs-black threshold on the brightest channel, or otsu")
+
+    p = sub.add_parser("split", help="assign samples to train/valid/test",
+                       description="Split every source and class's samples 80/10/10 (or as "
+                       "given) by sample; write OUTDIR/split.csv and summary.csv.")
+    p.add_argument("extracts", type=Path, nargs="+", help="extract stage output folders")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=non_negative_int, required=True)
+    p.add_argument("--train", type=share, default=0.8)
+    p.add_argument("--valid", type=share, default=0.1)
+    p.add_argument("--test", type=share, default=0.1)
+
+    p = sub.add_parser("params", help="check params.yaml or switch to a preset")
+    psub = p.add_subparsers(dest="params_command", required=True, parser_class=_Parser)
+    q = psub.add_parser("check", help="validate a params file against the schema")
+    q.add_argument("file", type=Path, nargs="?", default=Path("params.yaml"))
+    q = psub.add_parser("use", help="make config/params-NAME.yaml the params.yaml")
+    q.add_argument("name")
+    return parser
+
+
+def cmd_demo_sources(a: argparse.Namespace) -> None:
+    from bloodcell.atomic import atomic_dir
+    from bloodcell.sources.demo import DemoConfig, make_demo_sources
+
+    cfg = DemoConfig(a.seed, a.lisc_per_class, a.lisc_mixt, a.iumc_per_class, a.mamic_fields,
+                     a.kaggle_per_class)
+    with atomic_dir(a.outdir) as tmp:
+        make_demo_sources(tmp, cfg)
+    log.info("demo databases -> %s", a.outdir)
+
+
+def cmd_extract(a: argparse.Namespace) -> None:
+    from bloodcell.extract import run_jobs, worker_count, write_extract
+
+    db = a.command.removeprefix("extract-")
+    if db == "lisc":
+        from bloodcell.sources import lisc as mod
+
+        jobs, skips = mod.plan(a.root, a.scale, a.pad, a.min_area, a.multi_cell)
+    elif db == "iumc":
+        from bloodcell.sources import iumc as mod
+
+        jobs, skips = mod.plan(a.root, a.scale, a.pad, a.min_area)
+    elif db == "mamic":
+        from bloodcell.sources import mamic as mod
+
+        jobs, skips = mod.plan(a.root, a.crops, a.scale, a.pad, a.min_area)
+    else:
+        from bloodcell.sources import kaggle as mod
+
+        jobs, skips = mod.plan(a.root, a.scale, a.pad, a.min_area, a.threshold)
+    log.info("%s: %d files from %s", db, len(jobs), a.root)
+    items = skips + run_jobs(jobs, mod.process, worker_count())
+    write_extract(mod.SOURCE, items, mod.CLASSES, a.outdir)
+
+
+def cmd_split(a: argparse.Namespace) -> None:
+    from bloodcell.split import SplitConfig, run
+
+    run(a.extracts, a.out, SplitConfig(a.seed, a.train, a.valid, a.test))
+
+
+def cmd_params(a: argparse.Namespace) -> None:
+    from bloodcell import params
+
+    if a.params_command == "check":
+        params.check(a.file)
+        print(f"{a.file}: valid")
+    else:
+        target = params.use(a.name)
+        print(f"config/params-{a.name}.yaml -> {target}")
+
+
+HANDLERS = {
+    "demo-sources": cmd_demo_sources,
+    "extract-lisc": cmd_extract,
+    "extract-iumc": cmd_extract,
+    "extract-mamic": cmd_extract,
+    "extract-kaggle": cmd_extract,
+    "split": cmd_split,
+    "params": cmd_params,
+}
+
+
+def setup_logging(logfile: Path | None, quiet: bool) -> None:
+    """Log to stderr and, if given, to ``logfile`` (its folder is created)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile is not None:
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, mode="w"))
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=handlers,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `bloodcell` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log, args.quiet)
+    try:
+        HANDLERS[args.command](args)
+    except UserError as err:
+        log.debug("user error", exc_info=True)
+        sys.stderr.write(f"bloodcell: error: {err}\n")
+        if args.log is not None:
+            with open(args.log, "a") as f:
+                f.write(f"bloodcell: error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("bloodcell: interrupted\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

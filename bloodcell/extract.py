@@ -1,0 +1,83 @@
+"""Shared driver of the extract_<db> stages: run per-file jobs in parallel, write the pack.
+
+Each source module (bloodcell.sources.<db>) turns its database folder into a list of picklable
+jobs (raising UserError when the layout is wrong) and offers a pure-ish ``process(job)`` that
+returns the job's samples and skips. This module runs them and writes, atomically:
+``OUTDIR/samples.parquet``, ``OUTDIR/qc_counts.csv`` and ``OUTDIR/qc_skipped.csv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import cv2
+
+from bloodcell.atomic import atomic_dir
+from bloodcell.errors import UserError
+from bloodcell.samples import PACK_NAME, Sample, Skip, write_pack, write_qc
+
+log = logging.getLogger(__name__)
+Job = TypeVar("Job")
+
+
+def worker_count() -> int:
+    """Worker processes for a stage: OMP_NUM_THREADS (Snakemake sets it per job), else all CPUs."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0))
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of raw file bytes (the lineage key of a raw database file)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)
+
+
+def run_jobs(jobs: Sequence[Job], process: Callable[[Job], list], workers: int) -> list:
+    """process(job) for every job, results concatenated in job order (independent of workers)."""
+    results: list = []
+    if workers <= 1 or len(jobs) < 64:
+        for job in jobs:
+            results.extend(process(job))
+        return results
+    chunk = max(1, min(256, len(jobs) // (workers * 8)))
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+        for part in pool.imap(process, jobs, chunksize=chunk):
+            results.extend(part)
+    return results
+
+
+def write_extract(
+    source: str, items: list[Sample | Skip], classes: list[str], outdir: Path
+) -> tuple[list[Sample], list[Skip]]:
+    """Write the pack and QC tables of one source into ``outdir`` atomically.
+
+    Raises UserError when no sample at all was extracted (the database is unusable as laid out).
+    """
+    samples = [s for s in items if isinstance(s, Sample)]
+    skips = [s for s in items if isinstance(s, Skip)]
+    if not samples:
+        first = skips[0].reason if skips else "no files"
+        raise UserError(f"{source}: no sample could be extracted ({len(skips)} files skipped, "
+                        f"first reason: {first}); check the database and its params")
+    ids = [s.sample_id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise RuntimeError(f"{source}: duplicate sample ids")
+    with atomic_dir(outdir) as tmp:
+        write_pack(samples, tmp / PACK_NAME)
+        write_qc(samples, skips, classes, tmp)
+    for name in classes:
+        n = sum(s.class_name == name for s in samples)
+        log.info("%s %-12s %6d samples", source, name, n)
+    log.info("%s: %d samples, %d skipped -> %s", source, len(samples), len(skips), outdir)
+    return samples, skips

@@ -1,0 +1,69 @@
+"""params.yaml: validation against workflow/schemas/params.schema.yaml and presets.
+
+Library code never reads params.yaml: stages get their values on the command line. This module
+serves `bloodcell params check` and `bloodcell params use NAME` only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from bloodcell.atomic import atomic_file
+from bloodcell.errors import UserError
+
+SCHEMA = Path("workflow/schemas/params.schema.yaml")
+PRESETS = Path("config")
+
+
+def load_yaml(path: Path) -> object:
+    """Parse a YAML file; UserError naming the file and line when it is not valid YAML."""
+    if not path.is_file():
+        raise UserError(f"{path}: not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML ({getattr(err, 'problem', err)}); "
+                        "fix the syntax") from None
+
+
+def validate(params: object, where: Path, project: Path) -> dict:
+    """Check params against the schema and the rules a schema cannot state; return them."""
+    schema = load_yaml(project / SCHEMA)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise UserError(f"{where}: {key}: {err.message}; see {SCHEMA} for the allowed values")
+    shares = params["split"]
+    if abs(shares["train"] + shares["valid"] + shares["test"] - 1) > 1e-6:
+        raise UserError(f"{where}: split.train + split.valid + split.test must add up to 1")
+    return params
+
+
+def check(path: Path) -> dict:
+    """Load and validate a params file; the project root is the file's folder."""
+    project = path.resolve().parent
+    if path.resolve().parent.name == PRESETS.name:
+        project = project.parent
+    return validate(load_yaml(path), path, project)
+
+
+def use(name: str, project: Path = Path(".")) -> Path:
+    """Validate config/params-NAME.yaml and make it the project's params.yaml."""
+    preset = project / PRESETS / f"params-{name}.yaml"
+    if not preset.is_file():
+        names = sorted(p.stem.removeprefix("params-") for p in (project / PRESETS).glob(
+            "params-*.yaml"))
+        raise UserError(f"{preset}: no such preset; choose one of {', '.join(names)}")
+    validate(load_yaml(preset), preset, project)
+    target = project / "params.yaml"
+    with atomic_file(target) as tmp:
+        shutil.copyfile(preset, tmp)
+    return target

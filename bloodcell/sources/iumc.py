@@ -1,0 +1,97 @@
+"""IUMC (Isfahan) single-WBC images with binary masks, in the layout bloodcell defines.
+
+The raw IUMC download's layout is not public; bloodcell expects (ROOT is the folder given to
+extract-iumc)::
+
+    ROOT/<Class>/images/<id>.<bmp|png|jpg|tif>
+    ROOT/<Class>/masks/<id>.png        (same size; any non-zero pixel is the cell)
+
+with <Class> one of Eosinophil, Basophil, Neutrophil, Lymphocytes, Monocytes (IUMC has no
+basophils). The largest mask component is the cell; it may touch the crop's edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bloodcell.classes import WBC_CLASSES
+from bloodcell.errors import UserError
+from bloodcell.extract import sha256_hex
+from bloodcell.imageio import ImageProblem, decode_color, read_mask
+from bloodcell.masks import largest_component
+from bloodcell.samples import Sample, Skip
+from bloodcell.scale import crop, mask_box, rescale
+from bloodcell.sources.layout import require_images
+
+SOURCE = "iumc"
+CLASSES = list(WBC_CLASSES)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One single-WBC image, its mask, class and the extract params."""
+
+    path: Path
+    mask_path: Path
+    rel: str
+    class_name: str
+    scale: float
+    pad: int
+    min_area: int
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders under ROOT; UserError for a missing root or an unknown folder."""
+    if not root.is_dir():
+        raise UserError(f"{root}: IUMC database folder not found; lay it out as in "
+                        "raw/README.md or set sources.root in params.yaml")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [p for p in folders if p.name not in WBC_CLASSES]
+    if unknown:
+        raise UserError(f"{unknown[0]}: unknown IUMC class folder; name class folders "
+                        f"{', '.join(WBC_CLASSES)} (see raw/README.md)")
+    if not folders:
+        raise UserError(f"{root}: no IUMC class folders ({', '.join(WBC_CLASSES)}); "
+                        "lay the database out as in raw/README.md")
+    return folders
+
+
+def plan(root: Path, scale: float, pad: int, min_area: int) -> tuple[list[Job], list[Skip]]:
+    """One job per image of every class folder."""
+    jobs: list[Job] = []
+    for folder in class_folders(root):
+        if not (folder / "images").is_dir():
+            raise UserError(f"{folder / 'images'}: not found; IUMC class folders hold "
+                            "images/ and masks/ (see raw/README.md)")
+        for p in require_images(folder / "images", "IUMC"):
+            mask = folder / "masks" / f"{p.stem}.png"
+            rel = p.relative_to(root).as_posix()
+            jobs.append(Job(p, mask, rel, folder.name, scale, pad, min_area))
+    return jobs, []
+
+
+def process(job: Job) -> list[Sample | Skip]:
+    """Cut the WBC by its mask and bring it to the 40x scale."""
+    try:
+        data = job.path.read_bytes()
+        img = decode_color(data)
+    except (OSError, ImageProblem) as err:
+        return [Skip(job.rel, job.class_name, str(err))]
+    if not job.mask_path.is_file():
+        return [Skip(job.rel, job.class_name, f"no mask masks/{job.mask_path.name}")]
+    try:
+        mask = read_mask(job.mask_path)
+    except ImageProblem as err:
+        return [Skip(job.rel, job.class_name, f"mask {job.mask_path.name}: {err}")]
+    if mask.shape != img.shape[:2]:
+        return [Skip(job.rel, job.class_name,
+                     f"mask is {mask.shape[1]}x{mask.shape[0]} px but the image is "
+                     f"{img.shape[1]}x{img.shape[0]} px; use the mask made for this image")]
+    cell = largest_component(mask, job.min_area)
+    if cell is None:
+        return [Skip(job.rel, job.class_name, f"mask holds no cell of at least {job.min_area} px")]
+    box = mask_box(cell, job.pad)
+    small, small_mask = rescale(crop(img, box), crop(cell, box), job.scale)
+    return [Sample(f"{SOURCE}/{job.rel}", SOURCE, job.class_name, job.rel, sha256_hex(data),
+                   box, small, small_mask)]
