@@ -11,6 +11,6 @@ include: "workflow/rules/dataset.smk"
 
 
 rule all:
+    default_target: True
     input:
         "data/split",
-    default_target: True

@@ -51,7 +51,7 @@ def run_jobs(jobs: Sequence[Job], process: Callable[[Job], list], workers: int) 
             results.extend(process(job))
         return results
     chunk = max(1, min(256, len(jobs) // (workers * 8)))
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
         for part in pool.imap(process, jobs, chunksize=chunk):
             results.extend(part)
     return results

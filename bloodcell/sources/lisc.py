@@ -111,12 +111,12 @@ def process(job: Job) -> list[Sample | Skip]:
     out: list[Sample | Skip] = []
     digest = sha256_hex(data)
     for k, (cell, box) in enumerate(cells):
-        sample_id = f"{SOURCE}/{job.rel}" + (f"#{k}" if len(cells) > 1 else "")
+        part = job.rel + (f"#{k}" if len(cells) > 1 else "")
         if touches_border(box, mask.shape):
-            out.append(Skip(sample_id, job.class_name, "cell cut by the image border"))
+            out.append(Skip(part, job.class_name, "cell cut by the image border"))
             continue
         cbox = mask_box(cell, job.pad)
         small, small_mask = rescale(crop(img, cbox), crop(cell, cbox), job.scale)
-        out.append(Sample(sample_id, SOURCE, job.class_name, job.rel, digest, cbox,
+        out.append(Sample(f"{SOURCE}/{part}", SOURCE, job.class_name, job.rel, digest, cbox,
                           small, small_mask))
     return out

@@ -4,18 +4,18 @@ rule split:
         code=["bloodcell/split.py"],
     output:
         directory("data/split"),
-    params:
-        seed=config["seed"],
-        shares=config["split"],
     log:
         "logs/split.log",
     benchmark:
         "logs/benchmarks/split.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        CONDA_ENV
+    params:
+        seed=config["seed"],
+        shares=config["split"],
     shell:
         "bloodcell --log {log} split {input.extracts} --out {output} --seed {params.seed}"
         " --train {params.shares[train]} --valid {params.shares[valid]}"

@@ -6,19 +6,19 @@ rule demo_sources:
         directory("raw/demo/iumc"),
         directory("raw/demo/mamic"),
         directory("raw/demo/kaggle"),
-    params:
-        outdir=DEMO_ROOT,
-        seed=config["seed"],
-        demo=config["demo"],
     log:
         "logs/demo_sources.log",
     benchmark:
         "logs/benchmarks/demo_sources.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        CONDA_ENV
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output[0]),
+        seed=config["seed"],
+        demo=config["demo"],
     shell:
         "bloodcell --log {log} demo-sources {params.outdir} --seed {params.seed}"
         " --lisc-per-class {params.demo[lisc_per_class]} --lisc-mixt {params.demo[lisc_mixt]}"
@@ -33,17 +33,17 @@ rule extract_lisc:
         code=EXTRACT_CODE + ["bloodcell/sources/lisc.py"],
     output:
         directory("data/extract/lisc"),
-    params:
-        p=extract_params("lisc"),
     log:
         "logs/extract_lisc.log",
     benchmark:
         "logs/benchmarks/extract_lisc.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=2000,
-    conda:
-        CONDA_ENV
+    params:
+        p=extract_params("lisc"),
     shell:
         "bloodcell --log {log} extract-lisc {input.db} {output} --scale {params.p[scale]}"
         " --pad {params.p[pad]} --min-area {params.p[min_area]}"
@@ -56,17 +56,17 @@ rule extract_iumc:
         code=EXTRACT_CODE + ["bloodcell/sources/iumc.py"],
     output:
         directory("data/extract/iumc"),
-    params:
-        p=extract_params("iumc"),
     log:
         "logs/extract_iumc.log",
     benchmark:
         "logs/benchmarks/extract_iumc.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=2000,
-    conda:
-        CONDA_ENV
+    params:
+        p=extract_params("iumc"),
     shell:
         "bloodcell --log {log} extract-iumc {input.db} {output} --scale {params.p[scale]}"
         " --pad {params.p[pad]} --min-area {params.p[min_area]}"
@@ -79,18 +79,18 @@ rule extract_mamic:
         code=EXTRACT_CODE + ["bloodcell/sources/mamic.py"],
     output:
         directory("data/extract/mamic"),
-    params:
-        crops=config["sources"]["mamic_crops"],
-        p=extract_params("mamic"),
     log:
         "logs/extract_mamic.log",
     benchmark:
         "logs/benchmarks/extract_mamic.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=2000,
-    conda:
-        CONDA_ENV
+    params:
+        crops=config["sources"]["mamic_crops"],
+        p=extract_params("mamic"),
     shell:
         "bloodcell --log {log} extract-mamic {input.db} {params.crops} {output}"
         " --scale {params.p[scale]} --pad {params.p[pad]} --min-area {params.p[min_area]}"
@@ -102,17 +102,17 @@ rule extract_kaggle:
         code=EXTRACT_CODE + ["bloodcell/sources/kaggle.py"],
     output:
         directory("data/extract/kaggle"),
-    params:
-        p=extract_params("kaggle"),
     log:
         "logs/extract_kaggle.log",
     benchmark:
         "logs/benchmarks/extract_kaggle.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=4000,
-    conda:
-        CONDA_ENV
+    params:
+        p=extract_params("kaggle"),
     shell:
         "bloodcell --log {log} extract-kaggle {input.db} {output} --scale {params.p[scale]}"
         " --pad {params.p[pad]} --min-area {params.p[min_area]}"
