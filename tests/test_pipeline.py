@@ -42,7 +42,7 @@ def digests(root: Path) -> dict[str, str]:
     out = {}
     for rel in OUTPUTS:
         for f in sorted((root / rel).rglob("*")):
-            if f.is_file():
+            if f.is_file() and f.name != ".snakemake_timestamp":  # Snakemake's own marker
                 out[f.relative_to(root).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
 
@@ -58,6 +58,7 @@ def snakemake_run(tmp_path_factory) -> Path:
 def dvc_run(tmp_path_factory) -> Path:
     root = project_copy(tmp_path_factory.mktemp("dvc"))
     sh(["dvc", "init", "--no-scm", "-q"], root)
+    shutil.copy(PROJECT / ".dvcignore", root / ".dvcignore")
     sh(["dvc", "repro"], root)
     return root
 
