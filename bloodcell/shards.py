@@ -1,0 +1,136 @@
+"""Storage of the synthetic dataset: per shard one TFRecord of images and one parquet table.
+
+``SHARD/images.tfrecord`` holds one ``tf.train.Example`` per image, in image-id order:
+
+- ``image/id``: bytes, e.g. ``train-0-000123`` (split, shard, index in the shard);
+- ``image/encoded``: PNG bytes (decodes to RGB with tf.io, to BGR with OpenCV);
+- ``image/width``, ``image/height``: int64, pixels;
+- ``image/object/bbox/{xmin,ymin,xmax,ymax}``: float lists, pixels, top-left origin,
+  xmax = x + w (exclusive);
+- ``image/object/class/label``: int64 list, class indices (bloodcell.classes).
+
+``SHARD/objects.parquet`` has one row per object (OBJECT_SCHEMA), in the same order as the
+TFRecord's lists: pasted objects first (paste order), then background RBCs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+TFRECORD_NAME = "images.tfrecord"
+OBJECTS_NAME = "objects.parquet"
+
+OBJECT_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("split", pa.string()),
+        ("shard", pa.int16()),
+        ("obj", pa.int16()),
+        ("class_idx", pa.int8()),
+        ("class_name", pa.string()),
+        ("x", pa.int16()),
+        ("y", pa.int16()),
+        ("w", pa.int16()),
+        ("h", pa.int16()),
+        ("visible", pa.float32()),
+        ("sample_id", pa.string()),
+        ("background_id", pa.string()),
+        ("window_x", pa.int16()),
+        ("window_y", pa.int16()),
+    ]
+)
+"""x, y, w, h: the object's box in the image (top-left, pixels, clipped to the image);
+visible: share of the object's mask pixels visible in the image; window_x, window_y: the
+image's top-left corner in its background (pixels)."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One synthetic image: id, PNG bytes, size, boxes (n, 4) as x, y, w, h px, classes (n,)."""
+
+    image_id: str
+    png: bytes
+    width: int
+    height: int
+    boxes: np.ndarray
+    classes: np.ndarray
+
+
+def image_id(split: str, shard: int, index: int) -> str:
+    """The id of image ``index`` of a shard, e.g. ``train-0-000123``."""
+    return f"{split}-{shard}-{index:06d}"
+
+
+def parse_image_id(text: str) -> tuple[str, int, int]:
+    """(split, shard, index) of an image id; ValueError if it is not of that form."""
+    split, shard, index = text.rsplit("-", 2)
+    return split, int(shard), int(index)
+
+
+def encode_example(rec: ImageRecord) -> bytes:
+    """Serialise one image as a tf.train.Example (see the module docstring)."""
+    import tensorflow as tf
+
+    b = np.asarray(rec.boxes, np.float32).reshape(-1, 4)
+
+    def floats(v: np.ndarray) -> tf.train.Feature:
+        return tf.train.Feature(float_list=tf.train.FloatList(value=v.tolist()))
+
+    def ints(v) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(v)))
+
+    def raw(v: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    feats = {
+        "image/id": raw(rec.image_id.encode()),
+        "image/encoded": raw(rec.png),
+        "image/width": ints([rec.width]),
+        "image/height": ints([rec.height]),
+        "image/object/bbox/xmin": floats(b[:, 0]),
+        "image/object/bbox/ymin": floats(b[:, 1]),
+        "image/object/bbox/xmax": floats(b[:, 0] + b[:, 2]),
+        "image/object/bbox/ymax": floats(b[:, 1] + b[:, 3]),
+        "image/object/class/label": ints(int(c) for c in rec.classes),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def decode_example(data: bytes) -> ImageRecord:
+    """Parse one serialised example back into an ImageRecord (boxes as x, y, w, h px)."""
+    import tensorflow as tf
+
+    ex = tf.train.Example.FromString(data)
+    f = ex.features.feature
+    xmin = np.array(f["image/object/bbox/xmin"].float_list.value, np.float32)
+    ymin = np.array(f["image/object/bbox/ymin"].float_list.value, np.float32)
+    xmax = np.array(f["image/object/bbox/xmax"].float_list.value, np.float32)
+    ymax = np.array(f["image/object/bbox/ymax"].float_list.value, np.float32)
+    boxes = np.stack([xmin, ymin, xmax - xmin, ymax - ymin], axis=1)
+    return ImageRecord(
+        f["image/id"].bytes_list.value[0].decode(),
+        f["image/encoded"].bytes_list.value[0],
+        int(f["image/width"].int64_list.value[0]),
+        int(f["image/height"].int64_list.value[0]),
+        boxes,
+        np.array(f["image/object/class/label"].int64_list.value, np.int64),
+    )
+
+
+def read_records(path: Path) -> Iterator[ImageRecord]:
+    """Every image of one TFRecord file, in file order."""
+    import tensorflow as tf
+
+    for data in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        yield decode_example(data)
+
+
+def shard_dirs(root: Path, split: str) -> list[Path]:
+    """The shard folders ``root/<split>/shard-<k>`` in shard order."""
+    dirs = [p for p in (root / split).glob("shard-*") if p.is_dir()]
+    return sorted(dirs, key=lambda p: int(p.name.split("-")[1]))
