@@ -1,5 +1,7 @@
 """Storage of the synthetic dataset: per shard one TFRecord of images and one parquet table.
 
+Shards live in ``data/synth/<split>-<k>/`` (e.g. data/synth/train-0).
+
 ``SHARD/images.tfrecord`` holds one ``tf.train.Example`` per image, in image-id order:
 
 - ``image/id``: bytes, e.g. ``train-0-000123`` (split, shard, index in the shard);
@@ -131,6 +133,14 @@ def read_records(path: Path) -> Iterator[ImageRecord]:
 
 
 def shard_dirs(root: Path, split: str) -> list[Path]:
-    """The shard folders ``root/<split>/shard-<k>`` in shard order."""
-    dirs = [p for p in (root / split).glob("shard-*") if p.is_dir()]
-    return sorted(dirs, key=lambda p: int(p.name.split("-")[1]))
+    """The shard folders ``root/<split>-<k>`` (e.g. data/synth/train-0) in shard order."""
+    dirs = [p for p in root.glob(f"{split}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(dirs, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def shard_key(key: str) -> tuple[str, int]:
+    """(split, shard) of a shard key such as ``train-0``; ValueError otherwise."""
+    split, shard = key.rsplit("-", 1)
+    if split not in ("train", "valid", "test") or not shard.isdigit():
+        raise ValueError(f"shard key {key!r} is not SPLIT-N with SPLIT train, valid or test")
+    return split, int(shard)
