@@ -68,9 +68,16 @@ def iou_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def plan_background(rng: np.random.Generator, pools: dict[str, list[Cut]], kind: str,
-                    cfg: BackgroundConfig) -> list[tuple[Cut, int, int, int, tuple]]:
-    """Placements (cut, transform, paste_x, paste_y, tight box) of one background's RBCs."""
-    target = int(rng.integers(cfg.rbc_min, cfg.rbc_max + 1))
+                    cfg: BackgroundConfig, shape: tuple[int, int] | None = None,
+                    ) -> list[tuple[Cut, int, int, int, tuple]]:
+    """Placements (cut, transform, paste_x, paste_y, tight box) of one background's RBCs.
+
+    ``shape`` = (width, height) px, default cfg.size square; the RBC count range scales with
+    the area.
+    """
+    width, height = shape or (cfg.size, cfg.size)
+    area = width * height / cfg.size**2
+    target = int(rng.integers(round(cfg.rbc_min * area), round(cfg.rbc_max * area) + 1))
     placed: list = []
     boxes = np.zeros((0, 4), np.float64)
     for _ in range(target * 6):
@@ -82,7 +89,7 @@ def plan_background(rng: np.random.Generator, pools: dict[str, list[Cut]], kind:
         t = int(rng.integers(8))
         _, mask = transform(cut.image, cut.mask, t)
         h, w = mask.shape
-        px, py = int(rng.integers(0, cfg.size - w + 1)), int(rng.integers(0, cfg.size - h + 1))
+        px, py = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
         bx, by, bw, bh = tight_box(mask)
         box = np.array([px + bx, py + by, bw, bh], np.float64)
         if len(boxes) and iou_many(box, boxes).max() >= cfg.max_iou:
@@ -103,14 +110,16 @@ def recipe_rows(bg_id: str, kind: str, split: str, placed: list) -> dict[str, li
     return cols
 
 
-def render_background(recipe: dict[str, list], cuts: dict[str, Cut],
-                      size: int) -> tuple[np.ndarray, np.ndarray]:
+def render_background(recipe: dict[str, list], cuts: dict[str, Cut], size: int | tuple[int, int],
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Render one background from its recipe columns: (uint8 BGR image, int32 label map).
 
-    The label map holds the recipe's ``rbc`` index of the RBC visible at each pixel, or -1.
+    ``size`` is the side, or (width, height), in px. The label map holds the recipe's ``rbc``
+    index of the RBC visible at each pixel, or -1.
     """
-    canvas = np.full((size, size, 3), CANVAS_BGR, np.uint8)
-    labels = np.full((size, size), -1, np.int32)
+    width, height = (size, size) if isinstance(size, int) else size
+    canvas = np.full((height, width, 3), CANVAS_BGR, np.uint8)
+    labels = np.full((height, width), -1, np.int32)
     for i, sid, t, px, py in zip(recipe["rbc"], recipe["sample_id"], recipe["transform"],
                                  recipe["paste_x"], recipe["paste_y"]):
         img, mask = transform(cuts[sid].image, cuts[sid].mask, int(t))

@@ -62,6 +62,19 @@ def threshold(text: str) -> int | str:
     return value
 
 
+def sizes_list(text: str) -> list[tuple[int, int]]:
+    """Parse 'WxH,WxH' (pixels) or 'none'."""
+    if text == "none":
+        return []
+    try:
+        sizes = [tuple(int(v) for v in item.split("x")) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH,WxH or none, got {text}") from None
+    if any(len(s) != 2 or min(s) < 32 for s in sizes):
+        raise argparse.ArgumentTypeError(f"each size is WxH with sides >= 32 px, got {text}")
+    return sizes  # type: ignore[return-value]
+
+
 def add_sample_args(p: argparse.ArgumentParser, min_area: int) -> None:
     """Options every extract-<db> stage takes."""
     p.add_argument("--scale", type=positive_float, required=True,
@@ -134,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid", type=share, default=0.1)
     p.add_argument("--test", type=share, default=0.1)
 
+    add_dataset_parsers(sub)
+
     p = sub.add_parser("params", help="check params.yaml or switch to a preset")
     psub = p.add_subparsers(dest="params_command", required=True, parser_class=_Parser)
     q = psub.add_parser("check", help="validate a params file against the schema")
@@ -141,6 +156,99 @@ def build_parser() -> argparse.ArgumentParser:
     q = psub.add_parser("use", help="make config/params-NAME.yaml the params.yaml")
     q.add_argument("name")
     return parser
+
+
+def add_inputs(p: argparse.ArgumentParser) -> None:
+    """The split table and extract folders every dataset stage reads."""
+    p.add_argument("--split-table", type=Path, required=True, help="data/split/split.csv")
+    p.add_argument("--extracts", type=Path, nargs="+", required=True,
+                   help="extract stage output folders (data/extract/<db>)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
+    p.add_argument("--seed", type=non_negative_int, required=True)
+
+
+def add_dataset_parsers(sub) -> None:
+    """Subcommands of the backgrounds, synth and slides stages."""
+    p = sub.add_parser("backgrounds", help="build one split's RBC backgrounds",
+                       description="Place the split's RBC samples on square backgrounds "
+                       "(healthy-only, infected-only, mixed); write the recipes "
+                       "(backgrounds.parquet) and a contact sheet.")
+    p.add_argument("split", choices=["train", "valid", "test"])
+    add_inputs(p)
+    p.add_argument("--per-kind", type=positive_int, required=True,
+                   help="backgrounds of each of the three kinds")
+    p.add_argument("--size", type=positive_int, default=1000, help="side in px")
+    p.add_argument("--rbc-count", type=positive_int, nargs=2, default=[250, 320],
+                   metavar=("MIN", "MAX"), help="RBCs per background")
+    p.add_argument("--max-iou", type=share, default=0.3, help="largest RBC box IoU")
+    p.add_argument("--mixed-infected", type=share, default=0.3,
+                   help="share of infected RBCs in mixed backgrounds")
+
+    p = sub.add_parser("synth", help="make one shard of synthetic 224x224 images",
+                       description="Cut 224x224 windows from the split's backgrounds, affix "
+                       "WBC, thrombocyte and clump samples (and partial WBCs); write "
+                       "images.tfrecord, objects.parquet and a contact sheet.")
+    p.add_argument("shard", help="shard name SPLIT-N, e.g. train-0")
+    add_inputs(p)
+    p.add_argument("--backgrounds", type=Path, required=True, help="data/backgrounds/<split>")
+    p.add_argument("--images", type=positive_int, required=True, help="images in this shard")
+    p.add_argument("--mix", type=share, nargs=4, required=True,
+                   metavar=("BACKGROUND", "SINGLE", "DOUBLE", "TRIPLE"),
+                   help="shares of images with 0, 1, 2, 3 affixed cells")
+    p.add_argument("--partial-share", type=share, default=0.2)
+    p.add_argument("--corner-share", type=share, default=0.4)
+    p.add_argument("--min-visible", type=share, default=0.5)
+    p.add_argument("--bg-size", type=positive_int, default=1000)
+
+    p = sub.add_parser("slides", help="make whole synthetic test smears",
+                       description="Render whole smears from test-split samples with cells "
+                       "straddling 224-px tile seams; write PNGs and COCO ground truth.")
+    add_inputs(p)
+    p.add_argument("--count", type=non_negative_int, default=20, help="square slides")
+    p.add_argument("--size", type=positive_int, default=1000, help="side of square slides")
+    p.add_argument("--extra-sizes", type=sizes_list, default=[],
+                   help="further slides as WxH px, comma-separated (e.g. 1300x900,500x700), "
+                   "or none")
+    p.add_argument("--wbc", type=non_negative_int, nargs=2, default=[1, 4])
+    p.add_argument("--thrombocytes", type=non_negative_int, nargs=2, default=[2, 8])
+    p.add_argument("--clumps", type=non_negative_int, nargs=2, default=[0, 2])
+    p.add_argument("--seam-share", type=share, default=0.5)
+    p.add_argument("--min-visible", type=share, default=0.5)
+    p.add_argument("--rbc-count", type=positive_int, nargs=2, default=[250, 320])
+    p.add_argument("--max-iou", type=share, default=0.3)
+    p.add_argument("--mixed-infected", type=share, default=0.3)
+
+
+def cmd_backgrounds(a: argparse.Namespace) -> None:
+    from bloodcell.backgrounds import BackgroundConfig, run
+
+    cfg = BackgroundConfig(a.seed, a.split, a.per_kind, a.size, *a.rbc_count, a.max_iou,
+                           a.mixed_infected)
+    run(a.split_table, a.extracts, a.out, cfg)
+
+
+def cmd_synth(a: argparse.Namespace) -> None:
+    from bloodcell.shards import shard_key
+    from bloodcell.synth import SynthConfig, run
+
+    try:
+        split, shard = shard_key(a.shard)
+    except ValueError as err:
+        raise UserError(f"{err}; name shards like train-0 in synth.shards") from None
+    cfg = SynthConfig(a.seed, split, shard, a.images, tuple(a.mix), a.partial_share,
+                      a.corner_share, a.min_visible, a.bg_size)
+    run(a.split_table, a.extracts, a.backgrounds, a.out, cfg)
+
+
+def cmd_slides(a: argparse.Namespace) -> None:
+    from bloodcell.backgrounds import BackgroundConfig
+    from bloodcell.slides import SlidesConfig, run
+
+    sizes = tuple([(a.size, a.size)] * a.count + a.extra_sizes)
+    bg = BackgroundConfig(a.seed, "test", 1, a.size, *a.rbc_count, a.max_iou, a.mixed_infected)
+    cfg = SlidesConfig(a.seed, sizes, tuple(a.wbc), tuple(a.thrombocytes), tuple(a.clumps),
+                       a.seam_share, a.min_visible, bg)
+    run(a.split_table, a.extracts, a.out, cfg)
 
 
 def cmd_demo_sources(a: argparse.Namespace) -> None:
@@ -203,6 +311,9 @@ HANDLERS = {
     "extract-mamic": cmd_extract,
     "extract-kaggle": cmd_extract,
     "split": cmd_split,
+    "backgrounds": cmd_backgrounds,
+    "synth": cmd_synth,
+    "slides": cmd_slides,
     "params": cmd_params,
 }
 

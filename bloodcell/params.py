@@ -44,6 +44,16 @@ def validate(params: object, where: Path, project: Path) -> dict:
     shares = params["split"]
     if abs(shares["train"] + shares["valid"] + shares["test"] - 1) > 1e-6:
         raise UserError(f"{where}: split.train + split.valid + split.test must add up to 1")
+    for key, shard in params["synth"]["shards"].items():
+        if not key.startswith(shard["split"] + "-"):
+            raise UserError(f"{where}: synth.shards.{key}: split is {shard['split']}; name the "
+                            f"shard {shard['split']}-N")
+    splits = {s["split"] for s in params["synth"]["shards"].values()}
+    if splits != {"train", "valid", "test"}:
+        raise UserError(f"{where}: synth.shards needs at least one shard of each split")
+    bg = params["backgrounds"]
+    if bg["rbc_min"] > bg["rbc_max"]:
+        raise UserError(f"{where}: backgrounds.rbc_min exceeds backgrounds.rbc_max")
     return params
 
 

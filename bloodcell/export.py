@@ -1,0 +1,356 @@
+"""Export a synthetic split to the original project's layout, COCO or YOLO, and read it back.
+
+Every shard of the split (``SYNTH/<split>-<k>/``) is read in shard order: images from
+``images.tfrecord`` (PNG bytes, which decode to BGR with OpenCV), objects from
+``objects.parquet`` joined by image id and ``obj`` order (pasted objects first, then background
+RBCs). Boxes are (x, y, w, h): top-left
+corner and size in integer pixels of the image. The output folder is written atomically.
+
+Layouts (OUTDIR is replaced as a whole):
+
+- ``original``: ``images/<id>.bmp`` (24-bit BGR BMP) and ``labels/<id>.json`` =
+  ``{"0": {className, classIdx, posX, posY, bboxW, bboxH, tlX, tlY, samplePath, bgPath}, ...}``
+  with posX, posY the integer centre (x + w // 2, y + h // 2);
+- ``coco``: ``images/<id>.png`` (the stored PNG bytes) and ``annotations.json`` (COCO detection,
+  category id = class index + 1, bbox [x, y, w, h] floats, "bloodcell_id" in each image);
+- ``yolo``: ``images/<id>.png``, ``labels/<id>.txt`` (``class cx cy w h``, normalised to
+  [0, 1], 6 decimals) and ``data.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow.parquet as pq
+
+from bloodcell import __version__
+from bloodcell.atomic import atomic_dir
+from bloodcell.classes import CLASS_NAMES, PLATELET_CLASSES, RBC_CLASSES
+from bloodcell.errors import UserError
+from bloodcell.shards import (
+    OBJECTS_NAME,
+    TFRECORD_NAME,
+    ImageRecord,
+    parse_image_id,
+    read_records,
+    shard_dirs,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMATS = ("original", "coco", "yolo")
+RBC_IDX = (CLASS_NAMES.index("Infected"), CLASS_NAMES.index("_"))
+"""Class indices of red blood cells: they come from the background, so samplePath is null."""
+DEFAULT_SIZE = 224
+"""Image side assumed by read_yolo when a label has no PNG beside it."""
+OBJ_COLUMNS = ["image_id", "obj", "class_idx", "x", "y", "w", "h", "sample_id", "background_id"]
+READ_COLUMNS = ["image_id", "class_idx", "x", "y", "w", "h"]
+_SAFE_ID = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-\d+-\d+")
+_SAFE_SPLIT = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _check_split(split: str, synth_root: Path) -> list[Path]:
+    """The split's shard folders; UserError for a bad split name, no shards or missing files."""
+    if not _SAFE_SPLIT.fullmatch(split):
+        raise UserError(f"{split!r}: not a split name; use letters, digits or _ (e.g. train)")
+    dirs = shard_dirs(synth_root, split)
+    if not dirs:
+        raise UserError(f"{synth_root}/{split}-*: no shards of split {split!r}; run the synth "
+                        "stage first (or pass --synth to the folder it wrote)")
+    for d in dirs:
+        for name in (TFRECORD_NAME, OBJECTS_NAME):
+            if not (d / name).is_file():
+                raise UserError(f"{d / name}: missing; re-run the synth stage for {split}")
+    return dirs
+
+
+def _check_outdir(outdir: Path, synth_root: Path) -> None:
+    """UserError if replacing ``outdir`` would delete the input or an unrelated folder."""
+    out, src = outdir.resolve(), synth_root.resolve()
+    if out == src or out in src.parents or src in out.parents:
+        raise UserError(f"{outdir}: OUTDIR overlaps the synth folder {synth_root}; choose an "
+                        "OUTDIR outside it (it is replaced as a whole)")
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "images").is_dir()):
+        raise UserError(f"{outdir}: exists and is not an earlier export (no images/ folder); "
+                        "choose a new or empty OUTDIR (it is replaced as a whole)")
+
+
+def _shard_objects(shard: Path) -> dict[str, list[dict]]:
+    """Object rows (OBJ_COLUMNS, ints) of one shard per image id, in ``obj`` order."""
+    rows = pq.read_table(shard / OBJECTS_NAME, columns=OBJ_COLUMNS).to_pylist()
+    out: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["image_id"], r["obj"])):
+        out.setdefault(r["image_id"], []).append(r)
+    return out
+
+
+def _check_join(shard: Path, rec: ImageRecord, rows: list[dict]) -> None:
+    """UserError unless the image's TFRecord labels and parquet rows agree (class and box)."""
+    where = f"{shard}: image {rec.image_id!r}"
+    if not _SAFE_ID.fullmatch(rec.image_id):
+        raise UserError(f"{where}: not a SPLIT-SHARD-INDEX id; re-run the synth stage")
+    same = len(rows) == len(rec.classes) and all(
+        int(c) == r["class_idx"] and all(abs(float(b) - r[k]) <= 0.5 for b, k in zip(box, "xywh"))
+        for c, box, r in zip(rec.classes, rec.boxes, rows))
+    if not same:
+        raise UserError(f"{where}: {TFRECORD_NAME} ({len(rec.classes)} objects) and "
+                        f"{OBJECTS_NAME} ({len(rows)} rows) disagree; re-run the synth stage")
+
+
+def iter_split(dirs: list[Path]) -> Iterator[tuple[ImageRecord, list[dict]]]:
+    """(record, object rows) of every image of the shards in order; rows have OBJ_COLUMNS.
+
+    Boxes in the rows are (x, y, w, h), top-left, integer pixels; the PNG decodes to BGR.
+    """
+    for shard in dirs:
+        objects = _shard_objects(shard)
+        for rec in read_records(shard / TFRECORD_NAME):
+            rows = objects.pop(rec.image_id, [])
+            _check_join(shard, rec, rows)
+            yield rec, rows
+        if objects:
+            first = sorted(objects)[0]
+            raise UserError(f"{shard / OBJECTS_NAME}: objects of {len(objects)} images absent "
+                            f"from {TFRECORD_NAME} (first {first}); re-run the synth stage")
+
+
+class OriginalWriter:
+    """images/<id>.bmp (24-bit, BGR) and labels/<id>.json in the original project's fields."""
+
+    def __init__(self, out: Path, split: str) -> None:
+        self.out = out
+        (out / "images").mkdir()
+        (out / "labels").mkdir()
+
+    def add(self, rec: ImageRecord, rows: list[dict]) -> None:
+        """Write one image as BMP and its labels (boxes x, y, w, h, top-left, px)."""
+        import cv2
+        import numpy as np
+
+        img = cv2.imdecode(np.frombuffer(rec.png, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise UserError(f"image {rec.image_id}: PNG does not decode; re-run the synth stage")
+        ok, bmp = cv2.imencode(".bmp", img)
+        if not ok:
+            raise RuntimeError(f"image {rec.image_id}: BMP encoding failed")
+        (self.out / "images" / f"{rec.image_id}.bmp").write_bytes(bmp.tobytes())
+        labels = {str(i): original_label(r) for i, r in enumerate(rows)}
+        (self.out / "labels" / f"{rec.image_id}.json").write_text(json.dumps(labels, indent=2))
+
+    def close(self) -> None:
+        """Nothing to finish: every image is complete when added."""
+
+
+def original_label(row: dict) -> dict:
+    """One object in the original JSON fields; posX, posY = x + w // 2, y + h // 2 (px)."""
+    x, y, w, h, c = (int(row[k]) for k in ("x", "y", "w", "h", "class_idx"))
+    return {
+        "className": CLASS_NAMES[c], "classIdx": c, "posX": x + w // 2, "posY": y + h // 2,
+        "bboxW": w, "bboxH": h, "tlX": x, "tlY": y,
+        "samplePath": None if c in RBC_IDX else row["sample_id"],
+        "bgPath": row["background_id"],
+    }
+
+
+def _supercategory(name: str) -> str:
+    return "rbc" if name in RBC_CLASSES else "platelet" if name in PLATELET_CLASSES else "wbc"
+
+
+class CocoWriter:
+    """images/<id>.png (stored bytes) and annotations.json (COCO detection, bbox x, y, w, h)."""
+
+    def __init__(self, out: Path, split: str) -> None:
+        self.out, self.split = out, split
+        (out / "images").mkdir()
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+
+    def add(self, rec: ImageRecord, rows: list[dict]) -> None:
+        """Copy the PNG; add the image (ids 1..) and its annotations (ids 1..)."""
+        (self.out / "images" / f"{rec.image_id}.png").write_bytes(rec.png)
+        img_id = len(self.images) + 1
+        self.images.append({"id": img_id, "file_name": f"images/{rec.image_id}.png",
+                            "width": rec.width, "height": rec.height,
+                            "bloodcell_id": rec.image_id})
+        for r in rows:
+            w, h = float(r["w"]), float(r["h"])
+            self.annotations.append({
+                "id": len(self.annotations) + 1, "image_id": img_id,
+                "category_id": int(r["class_idx"]) + 1,
+                "bbox": [float(r["x"]), float(r["y"]), w, h], "area": w * h, "iscrowd": 0})
+
+    def close(self) -> None:
+        """Write annotations.json with all 10 categories (id = class index + 1)."""
+        cats = [{"id": i + 1, "name": n, "supercategory": _supercategory(n)}
+                for i, n in enumerate(CLASS_NAMES)]
+        doc = {"info": {"description": f"bloodcell synthetic {self.split} split",
+                        "version": __version__},
+               "licenses": [], "images": self.images, "annotations": self.annotations,
+               "categories": cats}
+        (self.out / "annotations.json").write_text(json.dumps(doc, separators=(",", ":")))
+
+
+class YoloWriter:
+    """images/<id>.png, labels/<id>.txt (class cx cy w h in [0, 1]) and data.yaml."""
+
+    def __init__(self, out: Path, split: str) -> None:
+        self.out, self.split = out, split
+        (out / "images").mkdir()
+        (out / "labels").mkdir()
+
+    def add(self, rec: ImageRecord, rows: list[dict]) -> None:
+        """Copy the PNG; write one normalised line per object (6 decimals)."""
+        (self.out / "images" / f"{rec.image_id}.png").write_bytes(rec.png)
+        lines = [yolo_line(r, rec.width, rec.height) for r in rows]
+        (self.out / "labels" / f"{rec.image_id}.txt").write_text("".join(lines))
+
+    def close(self) -> None:
+        """Write data.yaml: path ., SPLIT: images, nc 10, names in class order."""
+        import yaml
+
+        doc = {"path": ".", self.split: "images", "nc": len(CLASS_NAMES),
+               "names": list(CLASS_NAMES)}
+        (self.out / "data.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def yolo_line(row: dict, width: int, height: int) -> str:
+    """``class cx cy w h`` for a box (x, y, w, h, top-left, px) in an image of that size."""
+    x, y, w, h = (int(row[k]) for k in "xywh")
+    vals = ((x + w / 2) / width, (y + h / 2) / height, w / width, h / height)
+    text = " ".join(f"{min(max(v, 0.0), 1.0):.6f}" for v in vals)
+    return f"{int(row['class_idx'])} {text}\n"
+
+
+WRITERS = {"original": OriginalWriter, "coco": CocoWriter, "yolo": YoloWriter}
+
+
+def run_export(fmt: str, split: str, synth_root: Path, outdir: Path) -> int:
+    """Export every image of ``split`` under ``synth_root`` to ``outdir`` in ``fmt``.
+
+    Returns the number of images written. OUTDIR is replaced atomically: on any error nothing
+    is left behind. Boxes are (x, y, w, h), top-left, pixels; images are BGR when decoded.
+    """
+    if fmt not in WRITERS:
+        raise UserError(f"{fmt!r}: unknown export format; use one of {', '.join(FORMATS)}")
+    synth_root, outdir = Path(synth_root), Path(outdir)
+    dirs = _check_split(split, synth_root)
+    _check_outdir(outdir, synth_root)
+    n = 0
+    with atomic_dir(outdir) as tmp:
+        writer = WRITERS[fmt](tmp, split)
+        for rec, rows in iter_split(dirs):
+            writer.add(rec, rows)
+            n += 1
+        writer.close()
+    return n
+
+
+def _id_key(text: str) -> tuple:
+    """Sort key of image ids: (split, shard, index) numerically, unparsable ids by text."""
+    try:
+        split, shard, index = parse_image_id(text)
+        return (split, shard, index, text)
+    except ValueError:
+        return (text, -1, -1, text)
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    """DataFrame (READ_COLUMNS, int class and box) with images sorted by id, objects in order."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=READ_COLUMNS)
+    df[READ_COLUMNS[1:]] = df[READ_COLUMNS[1:]].astype("int64")
+    order = sorted(range(len(rows)), key=lambda i: (_id_key(rows[i][0]), i))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UserError(f"{path}: not found; is this a bloodcell {what} export?")
+    return path
+
+
+def read_original(outdir: Path) -> pd.DataFrame:
+    """Objects of an ``original`` export: image_id, class_idx, x, y, w, h (top-left, px)."""
+    rows = []
+    for f in sorted(_need(Path(outdir) / "labels", "original").glob("*.json")):
+        labels = json.loads(f.read_text())
+        for k in sorted(labels, key=int):
+            o = labels[k]
+            rows.append((f.stem, o["classIdx"], o["tlX"], o["tlY"], o["bboxW"], o["bboxH"]))
+    return _frame(rows)
+
+
+def read_coco(outdir: Path) -> pd.DataFrame:
+    """Objects of a ``coco`` export: image_id, class_idx, x, y, w, h (top-left, px, rounded)."""
+    doc = json.loads(_need(Path(outdir) / "annotations.json", "coco").read_text())
+    names = {im["id"]: im.get("bloodcell_id") or Path(im["file_name"]).stem
+             for im in doc["images"]}
+    rows = []
+    for a in sorted(doc["annotations"], key=lambda a: a["id"]):
+        x, y, w, h = (round(v) for v in a["bbox"])
+        rows.append((names[a["image_id"]], a["category_id"] - 1, x, y, w, h))
+    return _frame(rows)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's header without decoding it; DEFAULT_SIZE if absent."""
+    if not path.is_file():
+        return DEFAULT_SIZE, DEFAULT_SIZE
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise UserError(f"{path}: not a PNG file; re-run the export")
+    return struct.unpack(">II", head[16:24])
+
+
+def read_yolo(outdir: Path) -> pd.DataFrame:
+    """Objects of a ``yolo`` export: image_id, class_idx, x, y, w, h (top-left, px, rounded
+    back using each PNG's size, or 224 when the PNG is missing)."""
+    outdir = Path(outdir)
+    rows = []
+    for f in sorted(_need(outdir / "labels", "yolo").glob("*.txt")):
+        width, height = png_size(outdir / "images" / f"{f.stem}.png")
+        for line in f.read_text().splitlines():
+            if not line.strip():
+                continue
+            c, cx, cy, wn, hn = line.split()
+            w, h = round(float(wn) * width), round(float(hn) * height)
+            x, y = round(float(cx) * width - w / 2), round(float(cy) * height - h / 2)
+            rows.append((f.stem, int(c), x, y, w, h))
+    return _frame(rows)
+
+
+READERS = {"original": read_original, "coco": read_coco, "yolo": read_yolo}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bloodcell export --format {original,coco,yolo} SPLIT OUTDIR [--synth DIR]``."""
+    p = sub.add_parser(
+        "export", help="export a synthetic split as original BMP+JSON, COCO or YOLO",
+        description="Read every shard of SPLIT under --synth and write OUTDIR (replaced "
+        "atomically) in one layout. original: images/<id>.bmp + labels/<id>.json with the "
+        "original project's fields. coco: images/<id>.png + annotations.json (category id = "
+        "class index + 1). yolo: images/<id>.png + labels/<id>.txt (class cx cy w h, "
+        "normalised) + data.yaml. Boxes are x, y, w, h from the top-left, in pixels.")
+    p.add_argument("--format", required=True, choices=FORMATS, dest="format",
+                   help="output layout")
+    p.add_argument("split", help="split to export, e.g. train, valid or test")
+    p.add_argument("outdir", type=Path, help="output folder (replaced as a whole)")
+    p.add_argument("--synth", type=Path, default=Path("data/synth"),
+                   help="synth stage output holding SPLIT-<k>/ shards (default data/synth)")
+    p.set_defaults(func=cmd_export)
+    return p
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    """Run the export subcommand and print a one-line summary."""
+    n = run_export(a.format, a.split, a.synth, a.outdir)
+    print(f"export {a.format}: {n} images of {a.split} from {a.synth / a.split} -> {a.outdir}")

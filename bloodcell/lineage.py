@@ -1,0 +1,154 @@
+"""Lineage of one synthetic image: for each object, the chain image -> background -> sample ->
+raw database file (path, sha256) -> the sample's split.
+
+Only tables are read, never images: the image's shard ``synth/<split>-<k>/objects.parquet``
+filtered by image id, the extract packs' id and provenance columns filtered by sample id, and
+two columns of ``split/split.csv``. Boxes are (x, y, w, h): top-left corner and size in image
+pixels; the window is the image's top-left corner in its background, in pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bloodcell.errors import UserError
+from bloodcell.samples import PACK_NAME
+from bloodcell.shards import OBJECTS_NAME, image_id, parse_image_id
+from bloodcell.split import SPLIT_NAME
+
+OBJ_COLUMNS = ["obj", "class_idx", "class_name", "x", "y", "w", "h", "visible", "sample_id",
+               "background_id", "window_x", "window_y"]
+PACK_COLUMNS = ["sample_id", "source", "raw_path", "raw_sha256"]
+ID_HELP = "expected SPLIT-SHARD-INDEX such as train-0-000123"
+
+
+def parse_id(text: str) -> tuple[str, int, int]:
+    """(split, shard, index) of an image id; UserError naming the expected form otherwise."""
+    try:
+        split, shard, index = parse_image_id(text.strip())
+    except ValueError:
+        raise UserError(f"{text!r}: not an image id; {ID_HELP}") from None
+    if not split or shard < 0 or index < 0 or "/" in split or split.startswith("."):
+        raise UserError(f"{text!r}: not an image id; {ID_HELP}")
+    return split, shard, index
+
+
+def _objects(path: Path, iid: str) -> list[dict]:
+    """The image's object rows (OBJ_COLUMNS) in ``obj`` order; UserError if there are none."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such shard for image {iid}; check the id (split and "
+                        "shard) or run the synth stage first")
+    table = pq.read_table(path, columns=OBJ_COLUMNS, filters=[("image_id", "==", iid)])
+    if table.num_rows == 0:
+        ids = pc.unique(pq.read_table(path, columns=["image_id"]).column("image_id"))
+        span = "{min} .. {max}".format(**pc.min_max(ids).as_py()) if len(ids) else "none"
+        raise UserError(f"{path}: image {iid} not found (this shard lists {len(ids)} images "
+                        f"with objects: {span}); check the index")
+    return sorted(table.to_pylist(), key=lambda r: r["obj"])
+
+
+def _packs(data: Path, ids: set[str]) -> list[Path]:
+    """Extract packs that can hold ``ids``: data/extract/<source>/ by the id prefix, else all."""
+    sources = {i.split("/", 1)[0] for i in ids}
+    packs = [data / "extract" / s / PACK_NAME for s in sorted(sources)]
+    if all(p.is_file() for p in packs):
+        return packs
+    return sorted((data / "extract").glob(f"*/{PACK_NAME}"))
+
+
+def sample_info(data: Path, ids: set[str]) -> dict[str, dict]:
+    """sample_id -> {source, raw_path, raw_sha256, pack} for the ids found in the packs."""
+    out: dict[str, dict] = {}
+    if not ids:
+        return out
+    for pack in _packs(data, ids):
+        t = pq.read_table(pack, columns=PACK_COLUMNS, filters=[("sample_id", "in", sorted(ids))])
+        for r in t.to_pylist():
+            out[r.pop("sample_id")] = {**r, "pack": str(pack)}
+    return out
+
+
+def sample_splits(data: Path, ids: set[str]) -> dict[str, str]:
+    """sample_id -> split name from data/split/split.csv (only two columns are read)."""
+    import pyarrow.csv as pcsv
+
+    path = data / "split" / SPLIT_NAME
+    if not ids or not path.is_file():
+        return {}
+    opts = pcsv.ConvertOptions(include_columns=["sample_id", "split"],
+                               column_types={"sample_id": pa.string(), "split": pa.string()})
+    t = pcsv.read_csv(path, convert_options=opts)
+    t = t.filter(pc.is_in(t.column("sample_id"), value_set=pa.array(sorted(ids))))
+    return dict(zip(t.column("sample_id").to_pylist(), t.column("split").to_pylist()))
+
+
+def lineage(image_id_text: str, data: Path) -> list[dict]:
+    """One dict per object of the image, in object order.
+
+    Keys: image_id, split (the image's), obj, class_idx, class_name, x, y, w, h (box, top-left,
+    px), visible (share of the mask visible), background_id, window_x, window_y (image's
+    top-left in the background, px), sample_id, source, raw_path, raw_sha256, pack (the extract
+    pack the sample came from) and sample_split; unknown provenance is None.
+    """
+    split, shard, index = parse_id(image_id_text)
+    iid = image_id(split, shard, index)
+    data = Path(data)
+    rows = _objects(data / "synth" / f"{split}-{shard}" / OBJECTS_NAME, iid)
+    ids = {r["sample_id"] for r in rows if r["sample_id"]}
+    info, splits = sample_info(data, ids), sample_splits(data, ids)
+    empty = {"source": None, "raw_path": None, "raw_sha256": None, "pack": None}
+    return [{"image_id": iid, "split": split, **r, **info.get(r["sample_id"], empty),
+             "sample_split": splits.get(r["sample_id"])} for r in rows]
+
+
+def _block(r: dict, data: str) -> list[str]:
+    """The text lines of one object's chain."""
+    src = r["sample_id"].split("/", 1)[0] if r["sample_id"] else "?"
+    lines = [
+        f"{r['image_id']}  object {r['obj']}: {r['class_name']} (class {r['class_idx']})  "
+        f"box x={r['x']} y={r['y']} w={r['w']} h={r['h']}  visible {r['visible'] or 0:.1%}",
+        f"  background  {r['background_id']}  window at x={r['window_x']} y={r['window_y']}",
+        f"  sample      {r['sample_id'] or '(none recorded)'}",
+    ]
+    if r["raw_sha256"]:
+        lines += [f"  raw file    {r['source']}: {r['raw_path']}",
+                  f"  sha256      {r['raw_sha256']}"]
+    elif r["sample_id"]:
+        lines.append(f"  raw file    (not found in {data}/extract/{src}/{PACK_NAME}; "
+                     "re-run the extract stage)")
+    split = r["sample_split"] or f"(not in {data}/split/{SPLIT_NAME})"
+    lines.append(f"  split       {split}" if r["sample_id"] else "  split       -")
+    if r["sample_split"] and r["sample_split"] != r["split"]:
+        lines.append(f"  WARNING     sample is in {r['sample_split']} but the image is in "
+                     f"{r['split']}: split leak")
+    return lines
+
+
+def format_lineage(rows: list[dict], data: str | Path = "data") -> str:
+    """Readable chain image -> background -> sample -> raw file (path, sha256) -> split,
+    one block per object separated by blank lines."""
+    return "\n\n".join("\n".join(_block(r, str(data))) for r in rows)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bloodcell lineage IMAGE_ID [--data DIR]``."""
+    p = sub.add_parser(
+        "lineage", help="trace a synthetic image's objects back to raw database files",
+        description="For each object of IMAGE_ID print its class and box (x, y, w, h, "
+        "top-left, px), visible share, background and window, source sample, raw database "
+        "file with its SHA-256, and the sample's split. Reads tables only (fast).")
+    p.add_argument("image_id", help="SPLIT-SHARD-INDEX, e.g. train-0-000123")
+    p.add_argument("--data", type=Path, default=Path("data"),
+                   help="data root holding synth/, extract/ and split/ (default data)")
+    p.set_defaults(func=cmd_lineage)
+    return p
+
+
+def cmd_lineage(a: argparse.Namespace) -> None:
+    """Run the lineage subcommand and print the chains."""
+    print(format_lineage(lineage(a.image_id, a.data), a.data))
