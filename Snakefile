@@ -14,3 +14,5 @@ rule all:
     default_target: True
     input:
         "data/split",
+        expand("data/synth/{shard}", shard=SHARDS),
+        "data/slides",

@@ -29,9 +29,33 @@ def source_dir(db):
 
 def versioned_input(path):
     """A user-supplied input file, unless it lies inside the demo databases (made by a rule)."""
-    return [] if path.startswith(DEMO_ROOT + "/") else [path]
+    return [] if path.startswith(f"{DEMO_ROOT}/") else [path]
 
 
 def extract_params(db):
     """The extract.<db> params of params.yaml."""
     return config["extract"][db]
+
+
+SPLITS = ["train", "valid", "test"]
+SHARDS = sorted(config["synth"]["shards"])
+DATASET_CODE = [
+    "bloodcell/compose.py",
+    "bloodcell/seeds.py",
+    "bloodcell/backgrounds.py",
+]
+
+
+wildcard_constraints:
+    split="train|valid|test",
+    shard="(train|valid|test)-[0-9]+",
+
+
+def shard_params(wildcards):
+    """The synth.shards entry of one shard job."""
+    return config["synth"]["shards"][wildcards.shard]
+
+
+def shard_backgrounds(wildcards):
+    """The backgrounds folder of a shard's split."""
+    return f"data/backgrounds/{shard_params(wildcards)['split']}"
