@@ -148,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=share, default=0.1)
 
     add_dataset_parsers(sub)
+    from bloodcell import export, lineage
+
+    export.add_parser(sub)
+    lineage.add_parser(sub)
 
     p = sub.add_parser("params", help="check params.yaml or switch to a preset")
     psub = p.add_subparsers(dest="params_command", required=True, parser_class=_Parser)
@@ -251,6 +255,18 @@ def cmd_slides(a: argparse.Namespace) -> None:
     run(a.split_table, a.extracts, a.out, cfg)
 
 
+def cmd_export(a: argparse.Namespace) -> None:
+    from bloodcell.export import cmd_export as run
+
+    run(a)
+
+
+def cmd_lineage(a: argparse.Namespace) -> None:
+    from bloodcell.lineage import cmd_lineage as run
+
+    run(a)
+
+
 def cmd_demo_sources(a: argparse.Namespace) -> None:
     from bloodcell.atomic import atomic_dir
     from bloodcell.sources.demo import DemoConfig, make_demo_sources
@@ -314,6 +330,8 @@ HANDLERS = {
     "backgrounds": cmd_backgrounds,
     "synth": cmd_synth,
     "slides": cmd_slides,
+    "export": cmd_export,
+    "lineage": cmd_lineage,
     "params": cmd_params,
 }
 

@@ -342,9 +342,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "normalised) + data.yaml. Boxes are x, y, w, h from the top-left, in pixels.")
     p.add_argument("--format", required=True, choices=FORMATS, dest="format",
                    help="output layout")
-    p.add_argument("split", help="split to export, e.g. train, valid or test")
-    p.add_argument("outdir", type=Path, help="output folder (replaced as a whole)")
-    p.add_argument("--synth", type=Path, default=Path("data/synth"),
+    p.add_argument("split", metavar="SPLIT", help="split to export, e.g. train, valid or test")
+    p.add_argument("outdir", type=Path, metavar="OUTDIR",
+                   help="output folder (replaced as a whole)")
+    p.add_argument("--synth", type=Path, default=Path("data/synth"), metavar="DIR",
                    help="synth stage output holding SPLIT-<k>/ shards (default data/synth)")
     p.set_defaults(func=cmd_export)
     return p
@@ -353,4 +354,4 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def cmd_export(a: argparse.Namespace) -> None:
     """Run the export subcommand and print a one-line summary."""
     n = run_export(a.format, a.split, a.synth, a.outdir)
-    print(f"export {a.format}: {n} images of {a.split} from {a.synth / a.split} -> {a.outdir}")
+    print(f"export {a.format}: {n} images of {a.split} from {a.synth}/{a.split}-* -> {a.outdir}")

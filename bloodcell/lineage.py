@@ -142,8 +142,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="For each object of IMAGE_ID print its class and box (x, y, w, h, "
         "top-left, px), visible share, background and window, source sample, raw database "
         "file with its SHA-256, and the sample's split. Reads tables only (fast).")
-    p.add_argument("image_id", help="SPLIT-SHARD-INDEX, e.g. train-0-000123")
-    p.add_argument("--data", type=Path, default=Path("data"),
+    p.add_argument("image_id", metavar="IMAGE_ID", help="SPLIT-SHARD-INDEX, e.g. train-0-000123")
+    p.add_argument("--data", type=Path, default=Path("data"), metavar="DIR",
                    help="data root holding synth/, extract/ and split/ (default data)")
     p.set_defaults(func=cmd_lineage)
     return p

@@ -100,7 +100,8 @@ def encode_example(rec: ImageRecord) -> bytes:
         "image/object/bbox/ymax": floats(b[:, 1] + b[:, 3]),
         "image/object/class/label": ints(int(c) for c in rec.classes),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feats))
+    return example.SerializeToString(deterministic=True)  # map order fixed: same bytes
 
 
 def decode_example(data: bytes) -> ImageRecord:

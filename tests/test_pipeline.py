@@ -1,4 +1,4 @@
-"""Stages 1-3 through the real tools: `snakemake --cores 2` and `dvc repro` on the tiny preset,
+"""The whole dataset DAG through the real tools: `snakemake --cores 2` and `dvc repro` on the tiny preset,
 each in its own temporary copy of the project. Both must give the same bytes."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from conftest import PROJECT
 pytestmark = pytest.mark.slow
 COPIED = ["Snakefile", "dvc.yaml", "workflow", "config", "bloodcell"]
 OUTPUTS = ["data/extract/lisc", "data/extract/iumc", "data/extract/mamic",
-           "data/extract/kaggle", "data/split"]
+           "data/extract/kaggle", "data/split", "data/backgrounds/train", "data/backgrounds/valid",
+           "data/backgrounds/test", "data/synth/train-0", "data/synth/train-1",
+           "data/synth/valid-0", "data/synth/test-0", "data/slides"]
 
 
 def project_copy(dst: Path) -> Path:
@@ -84,6 +86,7 @@ def test_dvc_repro_records_the_stages_and_gives_the_same_bytes(dvc_run, snakemak
     assert "up to date" in sh(["dvc", "status"], dvc_run).lower()
     lock = (dvc_run / "dvc.lock").read_text()
     for stage in ("demo_sources", "extract_lisc", "extract_iumc", "extract_mamic",
-                  "extract_kaggle", "split"):
+                  "extract_kaggle", "split", "backgrounds@train", "backgrounds@test",
+                  "synth@train-0", "synth@valid-0", "synth@test-0", "slides"):
         assert f"  {stage}:" in lock
     assert digests(dvc_run) == digests(snakemake_run)
