@@ -1,12 +1,17 @@
 """Render a contact sheet of demo cells at the common 40x scale.
 
-Usage: python -m bloodcell.sources.demo_sheet OUT.png
-One row per class, 8 examples each, on plasma-coloured tiles (BGR PNG).
+Usage: ``python -m bloodcell.sources.demo_sheet OUT.png``
+
+One row per class (Eosinophil, Basophil, Neutrophil, Lymphocytes, Monocytes, Thrombocytes,
+Clumps, Infected RBC, healthy RBC), 8 examples each, every cell on its own plasma tile at the
+40x scale of the pipeline: WBCs 70-105 px, thrombocytes 15-27 px, clumps 30-72 px, RBCs 33-40 px
+(healthy RBC about 36 px across). The output is a deterministic uint8 BGR PNG.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -15,31 +20,42 @@ from bloodcell.sources import demo_cells as dc
 
 PER_ROW = 8
 TILE_PX = 112
+SEED = 2019
 
 
-def on_plasma(cell: dc.Cell, rng: np.random.Generator) -> np.ndarray:
-    """The cell composited on a plasma background, uint8 BGR."""
-    h, w = cell.alpha.shape
-    canvas = dc.textured((h + 8, w + 8), dc.PLASMA_LISC, rng, 0.02)
-    alpha = np.zeros((h + 8, w + 8), np.float32)
-    dc.paste_cell(canvas, alpha, cell, 4, 4)
-    return dc.finish(canvas, rng, 0.6, 2.0)
+def _makers() -> list[tuple[str, Callable[[np.random.Generator, dc.Stain], dc.Cell]]]:
+    rows: list[tuple[str, Callable[[np.random.Generator, dc.Stain], dc.Cell]]] = []
+    for kind in dc.WBC_TYPES:
+        lo, hi = dc.WBC_DIAMETER_40X[kind]
+        rows.append((kind, lambda g, s, k=kind, lo=lo, hi=hi: dc.wbc(g, k, g.uniform(lo, hi), s)))
+    tl, th = dc.THROMBOCYTE_40X
+    cl, ch = dc.CLUMP_LENGTH_40X
+    rl, rh = dc.RBC_DIAMETER_40X
+    rows += [
+        ("Thrombocytes", lambda g, s: dc.thrombocyte(g, g.uniform(tl, th), s)),
+        ("Clumps", lambda g, s: dc.platelet_clump(g, g.uniform(cl, ch), s, (11.0, 19.0))),
+        ("Infected RBC", lambda g, s: dc.infected_rbc(g, g.uniform(rl, rh), s)),
+        ("healthy RBC", lambda g, s: dc.healthy_rbc(g, g.uniform(rl, rh), s)),
+    ]
+    return rows
 
 
-def demo_tiles(seed: int = 0) -> list[tuple[np.ndarray, str]]:
-    """(image, caption) per example: WBCs 70-105 px, platelets 15-27 px, RBCs about 36 px."""
-    rng = np.random.default_rng(seed)
-    makers = [(k, lambda k=k: dc.wbc(rng, k, rng.uniform(*dc.WBC_DIAMETER[k]) * 105))
-              for k in dc.WBC_TYPES]
-    makers += [("Thrombocytes", lambda: dc.platelet(rng, rng.uniform(15, 27))),
-               ("Clumps", lambda: dc.clump(rng, rng.uniform(30, 72), (13, 20))),
-               ("Infected", lambda: dc.rbc(rng, rng.uniform(33, 40), True)),
-               ("healthy RBC", lambda: dc.rbc(rng, rng.uniform(31, 40), False))]
-    return [(on_plasma(make(), rng), name) for name, make in makers for _ in range(PER_ROW)]
+def demo_tiles(seed: int = SEED, per_row: int = PER_ROW) -> list[tuple[np.ndarray, str]]:
+    """(uint8 BGR image, caption) for ``per_row`` examples of each class, row by row."""
+    tiles = []
+    for row, (name, make) in enumerate(_makers()):
+        for i in range(per_row):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, row, i]))
+            stain = dc.Stain.sample(rng, "sheet")
+            cell = make(rng, stain)
+            img, _, _ = dc.cell_patch(rng, cell, stain, pad=4, blur=rng.uniform(0.3, 0.8),
+                                      noise=0.6)
+            tiles.append((img, name))
+    return tiles
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) != 1 or argv[0].startswith("-"):
         sys.stderr.write("usage: python -m bloodcell.sources.demo_sheet OUT.png\n")
         return 2
     write_png(argv[0], contact_sheet(demo_tiles(), PER_ROW, TILE_PX))
