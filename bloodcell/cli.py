@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -273,8 +274,10 @@ def cmd_demo_sources(a: argparse.Namespace) -> None:
 
     cfg = DemoConfig(a.seed, a.lisc_per_class, a.lisc_mixt, a.iumc_per_class, a.mamic_fields,
                      a.kaggle_per_class)
+    from bloodcell.extract import worker_count
+
     with atomic_dir(a.outdir) as tmp:
-        make_demo_sources(tmp, cfg)
+        make_demo_sources(tmp, cfg, workers=worker_count())
     log.info("demo databases -> %s", a.outdir)
 
 
@@ -348,6 +351,7 @@ def setup_logging(logfile: Path | None, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bloodcell` console script; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines off
     args = build_parser().parse_args(argv)
     setup_logging(args.log, args.quiet)
     try:

@@ -12,7 +12,7 @@ rule demo_sources:
         "logs/benchmarks/demo_sources.tsv"
     conda:
         CONDA_ENV
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
     params:
