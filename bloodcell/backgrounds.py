@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 
 from bloodcell.atomic import atomic_dir
 from bloodcell.classes import CLASS_INDEX
-from bloodcell.draw import draw_boxes
-from bloodcell.sheet import contact_sheet, write_png
 from bloodcell.compose import Cut, load_cuts, paste, split_ids, tight_box, transform
+from bloodcell.draw import draw_boxes
 from bloodcell.errors import UserError
 from bloodcell.seeds import rng_for
+from bloodcell.sheet import contact_sheet, write_png
 
 log = logging.getLogger(__name__)
 RECIPE_NAME = "backgrounds.parquet"

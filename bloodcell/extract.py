@@ -13,13 +13,16 @@ import logging
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import cv2
+import numpy as np
 
 from bloodcell.atomic import atomic_dir
 from bloodcell.errors import UserError
+from bloodcell.imageio import ImageProblem, decode_color
 from bloodcell.samples import PACK_NAME, Sample, Skip, write_pack, write_qc
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,31 @@ def worker_count() -> int:
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256 of raw file bytes (the lineage key of a raw database file)."""
     return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class MaskJob:
+    """One image with a mask file: paths, path relative to ROOT, class and extract params."""
+
+    path: Path
+    mask_path: Path
+    rel: str
+    class_name: str
+    scale: float
+    pad: int
+    min_area: int
+
+
+def read_source(path: Path) -> tuple[bytes, np.ndarray]:
+    """Raw bytes (for the sha256) and the decoded uint8 BGR image of a database file.
+
+    Raises ImageProblem (the QC reason) for an unreadable, odd or missing file.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ImageProblem(f"cannot read the file ({err.strerror})") from None
+    return data, decode_color(data)
 
 
 def _init_worker() -> None:

@@ -26,8 +26,14 @@ from bloodcell.compose import Cut, load_cuts, paste, rotate, split_ids, tight_bo
 from bloodcell.errors import UserError
 from bloodcell.imageio import encode_png
 from bloodcell.seeds import rng_for
-from bloodcell.shards import (OBJECT_SCHEMA, OBJECTS_NAME, TFRECORD_NAME, ImageRecord,
-                              encode_example, image_id)
+from bloodcell.shards import (
+    OBJECT_SCHEMA,
+    OBJECTS_NAME,
+    TFRECORD_NAME,
+    ImageRecord,
+    encode_example,
+    image_id,
+)
 
 log = logging.getLogger(__name__)
 SIZE = 224

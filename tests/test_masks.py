@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bloodcell.masks import (cell_on_black, cell_on_light, components, fill_holes,
-                             touches_border)
+from bloodcell.masks import cell_on_black, cell_on_light, components, fill_holes, touches_border
 from bloodcell.scale import crop, mask_box, rescale
 
 

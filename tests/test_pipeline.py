@@ -1,5 +1,5 @@
-"""The whole dataset DAG through the real tools: `snakemake --cores 2` and `dvc repro` on the tiny preset,
-each in its own temporary copy of the project. Both must give the same bytes."""
+"""The whole dataset DAG through the real tools: `snakemake --cores 2` and `dvc repro` on the
+tiny preset, each in its own temporary copy of the project. Both must give the same bytes."""
 
 from __future__ import annotations
 

@@ -12,13 +12,12 @@ basophils). The largest mask component is the cell; it may touch the crop's edge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from bloodcell.classes import WBC_CLASSES
 from bloodcell.errors import UserError
-from bloodcell.extract import sha256_hex
-from bloodcell.imageio import ImageProblem, decode_color, read_mask
+from bloodcell.extract import MaskJob, read_source, sha256_hex
+from bloodcell.imageio import ImageProblem, read_mask
 from bloodcell.masks import largest_component
 from bloodcell.samples import Sample, Skip
 from bloodcell.scale import crop, mask_box, rescale
@@ -28,17 +27,8 @@ SOURCE = "iumc"
 CLASSES = list(WBC_CLASSES)
 
 
-@dataclass(frozen=True)
-class Job:
-    """One single-WBC image, its mask, class and the extract params."""
-
-    path: Path
-    mask_path: Path
-    rel: str
-    class_name: str
-    scale: float
-    pad: int
-    min_area: int
+Job = MaskJob
+"""One single-WBC image, its mask, class and the extract params."""
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -74,9 +64,8 @@ def plan(root: Path, scale: float, pad: int, min_area: int) -> tuple[list[Job], 
 def process(job: Job) -> list[Sample | Skip]:
     """Cut the WBC by its mask and bring it to the 40x scale."""
     try:
-        data = job.path.read_bytes()
-        img = decode_color(data)
-    except (OSError, ImageProblem) as err:
+        data, img = read_source(job.path)
+    except ImageProblem as err:
         return [Skip(job.rel, job.class_name, str(err))]
     if not job.mask_path.is_file():
         return [Skip(job.rel, job.class_name, f"no mask masks/{job.mask_path.name}")]

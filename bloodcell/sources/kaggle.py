@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bloodcell.extract import sha256_hex
-from bloodcell.imageio import ImageProblem, decode_color
+from bloodcell.extract import read_source, sha256_hex
+from bloodcell.imageio import ImageProblem
 from bloodcell.masks import cell_on_black
 from bloodcell.samples import Sample, Skip
 from bloodcell.scale import crop, mask_box, rescale
@@ -66,9 +66,8 @@ def plan(root: Path, scale: float, pad: int, min_area: int,
 def process(job: Job) -> list[Sample | Skip]:
     """Cut one cell with its threshold mask and bring it to the 40x scale."""
     try:
-        data = job.path.read_bytes()
-        img = decode_color(data)
-    except (OSError, ImageProblem) as err:
+        data, img = read_source(job.path)
+    except ImageProblem as err:
         return [Skip(job.rel, job.class_name, str(err))]
     mask = cell_on_black(img, job.threshold, job.min_area)
     if mask is None:

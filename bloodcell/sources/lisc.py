@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bloodcell.extract import sha256_hex
-from bloodcell.imageio import ImageProblem, decode_color, read_mask
+from bloodcell.extract import MaskJob, read_source, sha256_hex
+from bloodcell.imageio import ImageProblem, read_mask
 from bloodcell.masks import components, touches_border
 from bloodcell.samples import Sample, Skip
 from bloodcell.scale import crop, mask_box, rescale
@@ -37,16 +37,9 @@ MASK_MARGIN_PX = 4
 
 
 @dataclass(frozen=True)
-class Job:
-    """One smear: image path, its expert-mask path, class, and the extract params."""
+class Job(MaskJob):
+    """One smear: image and expert-mask paths, class, extract params and the multi-cell rule."""
 
-    path: Path
-    mask_path: Path
-    rel: str
-    class_name: str
-    scale: float
-    pad: int
-    min_area: int
     multi_cell: str
 
 
@@ -87,9 +80,8 @@ def process(job: Job) -> list[Sample | Skip]:
         return [Skip(job.rel, job.class_name, reason)]
 
     try:
-        data = job.path.read_bytes()
-        img = decode_color(data)
-    except (OSError, ImageProblem) as err:
+        data, img = read_source(job.path)
+    except ImageProblem as err:
         return skip(str(err))
     if not job.mask_path.is_file():
         return skip(f"no expert mask {job.mask_path.name} in {job.mask_path.parent.name}/")

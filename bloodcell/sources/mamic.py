@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from bloodcell.errors import UserError
-from bloodcell.extract import sha256_hex
-from bloodcell.imageio import ImageProblem, decode_color
+from bloodcell.extract import read_source, sha256_hex
+from bloodcell.imageio import ImageProblem
 from bloodcell.masks import cell_on_light
 from bloodcell.samples import Sample, Skip
 from bloodcell.scale import crop, mask_box, rescale
@@ -132,9 +132,8 @@ def cut(img: np.ndarray, digest: str, c: Crop, job: Job) -> Sample | Skip:
 def process(job: Job) -> list[Sample | Skip]:
     """Cut every listed cell of one field."""
     try:
-        data = job.path.read_bytes()
-        img = decode_color(data)
-    except (OSError, ImageProblem) as err:
+        data, img = read_source(job.path)
+    except ImageProblem as err:
         return [Skip(job.rel, c.class_name, str(err)) for c in job.crops]
     digest = sha256_hex(data)
     return [cut(img, digest, c, job) for c in job.crops]
