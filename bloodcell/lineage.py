@@ -142,7 +142,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="For each object of IMAGE_ID print its class and box (x, y, w, h, "
         "top-left, px), visible share, background and window, source sample, raw database "
         "file with its SHA-256, and the sample's split. Reads tables only (fast).")
-    p.add_argument("image_id", metavar="IMAGE_ID", help="SPLIT-SHARD-INDEX, e.g. train-0-000123")
+    p.add_argument("image_id", metavar="IMAGE_ID", nargs="?",
+                   help="SPLIT-SHARD-INDEX, e.g. train-0-000123")
+    p.add_argument("--raw-file", metavar="PATH",
+                   help="the reverse question: list the samples, backgrounds, images and "
+                   "slides made from this raw database file (to withdraw it)")
     p.add_argument("--data", type=Path, default=Path("data"), metavar="DIR",
                    help="data root holding synth/, extract/ and split/ (default data)")
     p.set_defaults(func=cmd_lineage)
@@ -150,5 +154,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def cmd_lineage(a: argparse.Namespace) -> None:
-    """Run the lineage subcommand and print the chains."""
+    """Run the lineage subcommand and print the chains (or, with --raw-file, descendants)."""
+    if (a.image_id is None) == (a.raw_file is None):
+        raise UserError("lineage: give either IMAGE_ID or --raw-file PATH")
+    if a.raw_file is not None:
+        from bloodcell.withdraw import descendants, format_descendants
+
+        print(format_descendants(descendants(a.raw_file, a.data)))
+        return
     print(format_lineage(lineage(a.image_id, a.data), a.data))

@@ -181,3 +181,19 @@ def test_synth_without_backgrounds_or_with_a_bad_shard_name_exits_2(data, tmp_pa
     code, err = run_cli(synth_args(data, "train-x", 5, tmp_path / "o"), capsys)
     assert code == 2 and "train-0" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_reverse_lineage_finds_everything_made_from_a_raw_file(data, capsys):
+    from bloodcell.withdraw import descendants
+
+    o = objects(data, "train-0")
+    rbc = o[(o.class_idx == 9) & o.sample_id.str.startswith("kaggle/")].sample_id.iloc[0]
+    d = descendants(rbc.split("/", 1)[1], data)
+    assert d.samples == [rbc] and d.backgrounds
+    assert set(o.image_id[o.sample_id == rbc]) <= set(d.images)
+    wbc = o[o.class_idx <= 4].sample_id.iloc[0]
+    raw = data / "raw" / wbc.split("/", 1)[0] / wbc.split("/", 1)[1].split("#")[0]
+    d = descendants(str(raw), data)  # by the file itself (path and SHA-256)
+    assert wbc in d.samples and set(o.image_id[o.sample_id == wbc]) <= set(d.images)
+    code, err = run_cli(["lineage", "--raw-file", "no/such.png", "--data", data], capsys)
+    assert code == 2 and "no sample comes from this file" in err
