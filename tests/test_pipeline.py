@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,3 +92,23 @@ def test_dvc_repro_records_the_stages_and_gives_the_same_bytes(dvc_run, snakemak
                   "synth@train-0", "synth@valid-0", "synth@test-0", "slides"):
         assert f"  {stage}:" in lock
     assert digests(dvc_run) == digests(snakemake_run)
+
+
+def test_after_snakemake_dvc_commit_records_the_lineage_without_rerunning(snakemake_run):
+    shutil.copy(PROJECT / ".dvcignore", snakemake_run / ".dvcignore")
+    sh(["dvc", "init", "--no-scm", "-q"], snakemake_run)
+    before = digests(snakemake_run)
+    sh(["dvc", "commit", "-f", "-q"], snakemake_run)
+    assert "up to date" in sh(["dvc", "status"], snakemake_run).lower()
+    assert digests(snakemake_run) == before
+
+
+def test_a_param_change_reruns_exactly_the_stages_downstream(dvc_run):
+    params = dvc_run / "params.yaml"
+    params.write_text(params.read_text().replace("partial_share: 0.2", "partial_share: 0.35"))
+    status = json.loads(sh(["dvc", "status", "--json"], dvc_run))
+    assert sorted(status) == ["synth@test-0", "synth@train-0", "synth@train-1", "synth@valid-0"]
+    log = sh(["dvc", "repro"], dvc_run)
+    ran = sorted(re.findall(r"Running stage '([^']+)'", log))
+    assert ran == ["synth@test-0", "synth@train-0", "synth@train-1", "synth@valid-0"]
+    assert "up to date" in sh(["dvc", "status"], dvc_run).lower()

@@ -1,0 +1,72 @@
+"""Snakemake and DVC describe the same DAG: same stage names, commands, deps and outs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT
+
+COPIED = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "config", "bloodcell"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("drift")
+    for rel in COPIED:
+        src = PROJECT / rel
+        if src.is_dir():
+            shutil.copytree(src, root / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, root / rel)
+    shutil.copy(PROJECT / "config/params-tiny.yaml", root / "params.yaml")
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
+    return root
+
+
+def norm(cmd: str) -> str:
+    return " ".join(cmd.split())
+
+
+def snakemake_jobs(root: Path) -> list[dict]:
+    """rule, shell command, inputs and outputs of every job of a forced dry run."""
+    proc = subprocess.run(["snakemake", "-n", "-p", "--forceall", "--cores", "1"], cwd=root,
+                          capture_output=True, text=True, check=True)
+    out = proc.stdout + proc.stderr
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if not m or m.group(1) == "all":
+            continue
+        field = {k: re.search(rf"^\s+{k}: (.*)$", block, re.M) for k in ("input", "output")}
+        cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
+        jobs.append({"rule": m.group(1), "cmd": norm(cmd),
+                     **{k: set(v.group(1).split(", ")) if v else set() for k, v in field.items()}})
+    return jobs
+
+
+def dvc_stages(root: Path) -> list[dict]:
+    from dvc.repo import Repo
+
+    repo = Repo(str(root))
+    stages = []
+    for s in repo.index.stages:
+        deps = {Path(d.def_path).as_posix() for d in s.deps} - {"params.yaml"}  # params: below
+        inside = {d for d in deps if any(d.startswith(o + "/") for o in deps if o != d)}
+        stages.append({"rule": s.name.split("@")[0], "cmd": norm(s.cmd), "input": deps - inside,
+                       "output": {Path(o.def_path).as_posix() for o in s.outs}})
+    return stages
+
+
+def test_rules_and_stages_have_the_same_names_commands_deps_and_outs(tiny):
+    smk = sorted(snakemake_jobs(tiny), key=lambda j: j["cmd"])
+    dvc = sorted(dvc_stages(tiny), key=lambda j: j["cmd"])
+    assert [j["rule"] for j in smk] == [s["rule"] for s in dvc]
+    assert [j["cmd"] for j in smk] == [s["cmd"] for s in dvc]
+    for j, s in zip(smk, dvc):
+        assert j["input"] == s["input"], j["rule"]
+        assert j["output"] == s["output"], j["rule"]
