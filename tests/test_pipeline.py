@@ -112,3 +112,25 @@ def test_a_param_change_reruns_exactly_the_stages_downstream(dvc_run):
     ran = sorted(re.findall(r"Running stage '([^']+)'", log))
     assert ran == ["synth@test-0", "synth@train-0", "synth@train-1", "synth@valid-0"]
     assert "up to date" in sh(["dvc", "status"], dvc_run).lower()
+
+
+def test_every_job_as_its_own_process_gives_the_same_bytes(tmp_path, snakemake_run):
+    root = project_copy(tmp_path)
+    shutil.copytree(PROJECT / "profiles", root / "profiles")
+    sh(["snakemake", "--profile", "profiles/local-processes"], root)
+    assert digests(root) == digests(snakemake_run)
+
+
+def test_push_to_a_directory_remote_and_pull_into_a_fresh_copy(dvc_run, tmp_path):
+    remote = tmp_path / "remote"
+    sh(["dvc", "remote", "add", "-d", "store", str(remote)], dvc_run)
+    sh(["dvc", "push", "-q"], dvc_run)
+    (tmp_path / "fresh").mkdir()
+    fresh = project_copy(tmp_path / "fresh")
+    for rel in ("params.yaml", "dvc.lock", ".dvcignore"):
+        shutil.copy(dvc_run / rel, fresh / rel)
+    sh(["dvc", "init", "--no-scm", "-q"], fresh)
+    shutil.copy(dvc_run / ".dvc" / "config", fresh / ".dvc" / "config")
+    sh(["dvc", "pull", "-q"], fresh)
+    assert "up to date" in sh(["dvc", "status"], fresh).lower()
+    assert digests(fresh) == digests(dvc_run)
