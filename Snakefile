@@ -16,3 +16,4 @@ rule all:
         "data/split",
         expand("data/synth/{shard}", shard=SHARDS),
         "data/slides",
+        expand("metrics/dataset/{shard}.json", shard=SHARDS),

@@ -205,6 +205,13 @@ def add_dataset_parsers(sub) -> None:
     p.add_argument("--min-visible", type=share, default=0.5)
     p.add_argument("--bg-size", type=positive_int, default=1000)
 
+    p = sub.add_parser("dataset-stats", help="metrics and a class plot of the synthetic data",
+                       description="Count images and objects per split and class from the "
+                       "shards' objects tables; write a metrics JSON and a plot CSV.")
+    p.add_argument("shards", type=Path, nargs="+", help="synth shard folders")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    p.add_argument("--plot", type=Path, required=True, help="CSV (split, class_name, objects)")
+
     p = sub.add_parser("slides", help="make whole synthetic test smears",
                        description="Render whole smears from test-split samples with cells "
                        "straddling 224-px tile seams; write PNGs and COCO ground truth.")
@@ -222,6 +229,12 @@ def add_dataset_parsers(sub) -> None:
     p.add_argument("--rbc-count", type=positive_int, nargs=2, default=[250, 320])
     p.add_argument("--max-iou", type=share, default=0.3)
     p.add_argument("--mixed-infected", type=share, default=0.3)
+
+
+def cmd_dataset_stats(a: argparse.Namespace) -> None:
+    from bloodcell.dataset_stats import run
+
+    run(a.shards, a.metrics, a.plot)
 
 
 def cmd_backgrounds(a: argparse.Namespace) -> None:
@@ -333,6 +346,7 @@ HANDLERS = {
     "backgrounds": cmd_backgrounds,
     "synth": cmd_synth,
     "slides": cmd_slides,
+    "dataset-stats": cmd_dataset_stats,
     "export": cmd_export,
     "lineage": cmd_lineage,
     "params": cmd_params,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,13 @@ def test_reverse_lineage_finds_everything_made_from_a_raw_file(data, capsys):
     assert wbc in d.samples and set(o.image_id[o.sample_id == wbc]) <= set(d.images)
     code, err = run_cli(["lineage", "--raw-file", "no/such.png", "--data", data], capsys)
     assert code == 2 and "no sample comes from this file" in err
+
+
+def test_dataset_stats_counts_the_shard(data, tmp_path, capsys):
+    cli(["dataset-stats", data / "synth/valid-0", "--metrics", tmp_path / "m.json",
+         "--plot", tmp_path / "p.csv"], capsys)
+    m = json.loads((tmp_path / "m.json").read_text())
+    o = objects(data, "valid-0")
+    assert m["images"] == o.image_id.nunique() and m["objects"] == len(o)
+    assert sum(m["per_class"].values()) == len(o)
+    assert pd.read_csv(tmp_path / "p.csv").objects.sum() == len(o)

@@ -110,7 +110,9 @@ def test_a_param_change_reruns_exactly_the_stages_downstream(dvc_run):
     assert sorted(status) == ["synth@test-0", "synth@train-0", "synth@train-1", "synth@valid-0"]
     log = sh(["dvc", "repro"], dvc_run)
     ran = sorted(re.findall(r"Running stage '([^']+)'", log))
-    assert ran == ["synth@test-0", "synth@train-0", "synth@train-1", "synth@valid-0"]
+    shards = ["test-0", "train-0", "train-1", "valid-0"]
+    assert ran == sorted([f"synth@{s}" for s in shards] + [f"dataset_stats@{s}" for s in shards])
+    assert "partial_wbc_share" in sh(["dvc", "metrics", "show"], dvc_run)
     assert "up to date" in sh(["dvc", "status"], dvc_run).lower()
 
 

@@ -114,3 +114,24 @@ rule slides:
         " --seam-share {params.sl[seam_share]} --min-visible {params.s[min_visible]}"
         " --rbc-count {params.bg[rbc_min]} {params.bg[rbc_max]}"
         " --max-iou {params.bg[max_iou]} --mixed-infected {params.bg[mixed_infected]}"
+
+
+rule dataset_stats:
+    input:
+        shard="data/synth/{shard}",
+        code=["bloodcell/dataset_stats.py"],
+    output:
+        metrics="metrics/dataset/{shard}.json",
+        plot="plots/dataset/{shard}.csv",
+    log:
+        "logs/dataset_stats/{shard}.log",
+    benchmark:
+        "logs/benchmarks/dataset_stats/{shard}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+    shell:
+        "bloodcell --log {log} dataset-stats {input.shard}"
+        " --metrics {output.metrics} --plot {output.plot}"

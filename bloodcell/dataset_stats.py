@@ -1,0 +1,53 @@
+"""The dataset_stats stage: figures of the synthetic dataset for `dvc metrics` and `dvc plots`.
+
+Reads only the objects tables of one shard. Writes a metrics JSON (images, objects, objects per
+class, share of partial WBCs among WBCs, median RBCs per image) and a CSV of objects per class
+for a bar plot.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from bloodcell.atomic import atomic_file
+from bloodcell.classes import CLASS_NAMES
+from bloodcell.errors import UserError
+from bloodcell.shards import OBJECTS_NAME
+
+
+def load_objects(shard_dirs: list[Path]) -> pd.DataFrame:
+    """split, image_id and class_idx of every object of the given shards."""
+    frames = []
+    for d in shard_dirs:
+        path = d / OBJECTS_NAME
+        if not path.is_file():
+            raise UserError(f"{path}: not found; run the synth stage first")
+        frames.append(pq.read_table(path, columns=["split", "image_id", "class_idx"]).to_pandas())
+    return pd.concat(frames, ignore_index=True)
+
+
+def split_metrics(o: pd.DataFrame) -> dict:
+    """Figures of one split's objects."""
+    counts = o.class_idx.value_counts()
+    wbc = int(counts.reindex(range(6), fill_value=0).sum())
+    rbc = o[o.class_idx >= 8].groupby("image_id").size()
+    return {"images": int(o.image_id.nunique()), "objects": int(len(o)),
+            "partial_wbc_share": round(int(counts.get(5, 0)) / wbc, 4) if wbc else 0.0,
+            "median_rbc_per_image": float(rbc.median()) if len(rbc) else 0.0,
+            "per_class": {CLASS_NAMES[i]: int(counts.get(i, 0)) for i in range(10)}}
+
+
+def run(shard_dirs: list[Path], metrics: Path, plot: Path) -> None:
+    """Write the metrics JSON and the per-class plot CSV of the given shards (one split)."""
+    o = load_objects(shard_dirs)
+    result = split_metrics(o)
+    with atomic_file(metrics) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    splits = ",".join(sorted(o.split.unique()))
+    rows = [(splits, name, n) for name, n in result["per_class"].items()]
+    with atomic_file(plot) as tmp:
+        pd.DataFrame(rows, columns=["split", "class_name", "objects"]).to_csv(tmp, index=False)
