@@ -70,3 +70,19 @@ def test_rules_and_stages_have_the_same_names_commands_deps_and_outs(tiny):
     for j, s in zip(smk, dvc):
         assert j["input"] == s["input"], j["rule"]
         assert j["output"] == s["output"], j["rule"]
+
+
+def test_every_dvc_params_key_is_a_leaf_of_params_yaml(tiny):
+    import yaml
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    params = yaml.safe_load((tiny / "params.yaml").read_text())
+    for s in Repo(str(tiny)).index.stages:
+        keys = [k for d in s.deps if isinstance(d, ParamsDependency) for k in d.params]
+        for key in keys:
+            value = params
+            for part in key.split("."):
+                value = value[part]
+            is_shard = key.startswith("synth.shards.")
+            assert not isinstance(value, dict) or is_shard, f"{s.name}: {key} is a group"
