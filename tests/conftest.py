@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -100,3 +101,18 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
     except SystemExit as exc:  # argparse errors
         code = int(exc.code)
     return code, capsys.readouterr().err
+
+
+PIPELINE_FILES = ["Snakefile", "dvc.yaml", "workflow", "config", "bloodcell"]
+
+
+def project_copy(dst: Path) -> Path:
+    """A copy of the project's pipeline files in ``dst`` with the tiny preset as params.yaml."""
+    for rel in PIPELINE_FILES:
+        src = PROJECT / rel
+        if src.is_dir():
+            shutil.copytree(src, dst / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst / rel)
+    shutil.copy(PROJECT / "config" / "params-tiny.yaml", dst / "params.yaml")
+    return dst

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT
-
-COPIED = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "config", "bloodcell"]
+from conftest import project_copy
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("drift")
-    for rel in COPIED:
-        src = PROJECT / rel
-        if src.is_dir():
-            shutil.copytree(src, root / rel, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, root / rel)
-    shutil.copy(PROJECT / "config/params-tiny.yaml", root / "params.yaml")
+    root = project_copy(tmp_path_factory.mktemp("drift"))
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
     return root
 

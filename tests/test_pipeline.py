@@ -13,26 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT
+from conftest import PROJECT, project_copy
 
 pytestmark = pytest.mark.slow
-COPIED = ["Snakefile", "dvc.yaml", "workflow", "config", "bloodcell"]
 OUTPUTS = ["data/extract/lisc", "data/extract/iumc", "data/extract/mamic",
            "data/extract/kaggle", "data/split", "data/backgrounds/train", "data/backgrounds/valid",
            "data/backgrounds/test", "data/synth/train-0", "data/synth/train-1",
            "data/synth/valid-0", "data/synth/test-0", "data/slides"]
-
-
-def project_copy(dst: Path) -> Path:
-    """A copy of the project's pipeline files with the tiny preset as params.yaml."""
-    for rel in COPIED:
-        src = PROJECT / rel
-        if src.is_dir():
-            shutil.copytree(src, dst / rel, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst / rel)
-    shutil.copy(PROJECT / "config" / "params-tiny.yaml", dst / "params.yaml")
-    return dst
 
 
 def sh(cmd: list[str], cwd: Path) -> str:
