@@ -1,13 +1,18 @@
-# bloodcell: raw databases -> single-cell samples -> split (-> synthetic data, training, ...).
+# bloodcell: raw databases -> cells -> split -> synthetic data -> training -> evaluation.
 # Rules are wiring only; all logic lives in the bloodcell package. dvc.yaml mirrors every rule.
 
 
 configfile: "params.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sources.smk"
 include: "workflow/rules/dataset.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -17,3 +22,5 @@ rule all:
         expand("data/synth/{shard}", shard=SHARDS),
         "data/slides",
         expand("metrics/dataset/{shard}.json", shard=SHARDS),
+        "metrics/evaluate.json",
+        "metrics/evaluate_slides.json",

@@ -149,10 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=share, default=0.1)
 
     add_dataset_parsers(sub)
-    from bloodcell import export, lineage
+    from bloodcell import cli_train, export, lineage
 
     export.add_parser(sub)
     lineage.add_parser(sub)
+    cli_train.add_parsers(sub)
+    cli_train.add_eval_parsers(sub)
 
     p = sub.add_parser("params", help="check params.yaml or switch to a preset")
     psub = p.add_subparsers(dest="params_command", required=True, parser_class=_Parser)
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log, args.quiet)
     try:
-        HANDLERS[args.command](args)
+        HANDLERS.get(args.command, getattr(args, "func", None))(args)
     except UserError as err:
         log.debug("user error", exc_info=True)
         sys.stderr.write(f"bloodcell: error: {err}\n")

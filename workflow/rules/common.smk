@@ -59,3 +59,18 @@ def shard_params(wildcards):
 def shard_backgrounds(wildcards):
     """The backgrounds folder of a shard's split."""
     return f"data/backgrounds/{shard_params(wildcards)['split']}"
+
+
+# Modules whose code decides the trained models' and the metrics' bytes.
+TRAIN_CODE = [
+    "bloodcell/model.py",
+    "bloodcell/loss.py",
+    "bloodcell/data.py",
+    "bloodcell/train.py",
+    "bloodcell/checkpoint.py",
+]
+EVAL_CODE = [
+    "bloodcell/decode.py",
+    "bloodcell/inference.py",
+    "bloodcell/metrics.py",
+]

@@ -57,7 +57,13 @@ rule synth:
         backgrounds=shard_backgrounds,
         code=DATASET_CODE + ["bloodcell/synth.py", "bloodcell/shards.py"],
     output:
-        directory("data/synth/{shard}"),
+        report(
+            directory("data/synth/{shard}"),
+            patterns=["contact_sheet.png"],
+            caption="../report/contact_sheet.rst",
+            category="Synthetic data",
+            subcategory="{shard}",
+        ),
     log:
         "logs/synth/{shard}.log",
     benchmark:
@@ -88,7 +94,12 @@ rule slides:
         extracts=expand("data/extract/{db}", db=DATABASES),
         code=DATASET_CODE + ["bloodcell/synth.py", "bloodcell/slides.py"],
     output:
-        directory("data/slides"),
+        report(
+            directory("data/slides"),
+            patterns=["contact_sheet.png"],
+            caption="../report/contact_sheet.rst",
+            category="Whole slides",
+        ),
     log:
         "logs/slides.log",
     benchmark:

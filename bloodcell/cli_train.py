@@ -1,0 +1,196 @@
+"""Subcommands of the training stages: ``train-classifier`` and ``train-detector``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from bloodcell.errors import UserError
+
+
+def set_tf_threads() -> None:
+    """TensorFlow's intra-op threads from OMP_NUM_THREADS (Snakemake sets it per job).
+
+    No output byte depends on the thread count: op determinism is switched on in training.
+    """
+    import tensorflow as tf
+
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(min(int(threads), 2))
+
+
+def _type(name: str, conv):
+    def parse(text: str):
+        try:
+            return conv(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"bad {name} {text!r}: {err}") from None
+
+    return parse
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    from bloodcell.train import parse_schedule
+
+    p.add_argument("--shards", type=Path, required=True,
+                   help="folder of the synth shards (data/synth); uses <root>/train-* for "
+                   "training and <root>/valid-* for validation")
+    p.add_argument("--model", type=Path, required=True, help="best model to write (.keras)")
+    p.add_argument("--history", type=Path, required=True,
+                   help="per-epoch history CSV to write (for dvc plots)")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--batch", type=int, default=100, help="images per step (default 100)")
+    p.add_argument("--schedule", type=_type("schedule", parse_schedule), required=True,
+                   help="learning rate by epoch: FIRST_EPOCH:LR,... starting at 1, e.g. "
+                   "1:1e-3,16:1e-4,18:1e-5")
+    p.add_argument("--precision", choices=["float32", "mixed"], default="float32",
+                   help="mixed: bfloat16 on CPU, float16 on GPU (float32 weights)")
+
+
+def add_parsers(sub) -> None:
+    from bloodcell.targets import parse_anchors
+
+    p = sub.add_parser("train-classifier", help="train ModifiedYolo as a 10-class classifier",
+                       description="Train the trunk + a 10-way sigmoid head on the multi-hot "
+                       "labels of the synthetic shards (sigmoid cross-entropy, Adam); keep the "
+                       "model with the best validation exact-match accuracy. Resumes a killed "
+                       "run from its last finished epoch (state in .bloodcell-state/).")
+    add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("train-detector", help="train the ModifiedYolo detector",
+                       description="Copy the classifier's trunk, add the detector head "
+                       "(14x14 grid x 6 anchors x 15) and train with the YOLOv2 loss averaged "
+                       "per image; keep the best model by validation mAP@0.5 or loss. Resumes "
+                       "a killed run from its last finished epoch.")
+    add_common(p)
+    p.add_argument("--init", type=Path, required=True, help="trained classifier (.keras)")
+    p.add_argument("--anchors", type=_type("anchors", parse_anchors), required=True,
+                   help="anchor sizes WxH in 16-px grid units, comma-separated")
+    p.add_argument("--match-iou", type=float, default=0.7,
+                   help="anchors above this centred IoU are responsible, else the best one")
+    p.add_argument("--lambda", dest="lambdas", type=float, nargs=3, default=[5.0, 0.5, 2.5],
+                   metavar=("COORD", "NOOBJ", "CLASS"), help="loss term weights")
+    p.add_argument("--select", choices=["map50", "loss"], default="map50",
+                   help="validation metric that picks the best epoch")
+    p.add_argument("--score-threshold", type=float, default=0.2)
+    p.add_argument("--nms-iou", type=float, default=0.45)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from bloodcell import train
+    from bloodcell.decode import DecodeConfig
+    from bloodcell.loss import LossWeights
+    from bloodcell.shards import shard_dirs
+
+    set_tf_threads()
+    if a.epochs < 1 or a.batch < 1:
+        raise UserError("--epochs and --batch must be >= 1 (see train_* in params.yaml)")
+    kind = a.command.removeprefix("train-")
+    cfg = train.TrainConfig(kind, a.epochs, a.batch, a.schedule, a.seed,
+                            mixed_precision=a.precision == "mixed", select="accuracy")
+    init = None
+    if kind == "detector":
+        cfg = train.TrainConfig(
+            kind, a.epochs, a.batch, a.schedule, a.seed, anchors=a.anchors,
+            match_iou=a.match_iou, weights=LossWeights(*a.lambdas), select=a.select,
+            decode=DecodeConfig(a.score_threshold, a.nms_iou),
+            mixed_precision=a.precision == "mixed")
+        init = a.init
+    if not a.shards.is_dir():
+        raise UserError(f"{a.shards} does not exist: run the synth stage first")
+    train_dirs, valid_dirs = shard_dirs(a.shards, "train"), shard_dirs(a.shards, "valid")
+    if not train_dirs or not valid_dirs:
+        raise UserError(f"{a.shards} has no train-* or no valid-* shard: check synth.shards in "
+                        "params.yaml")
+    key = [f"{k}={v}" for k, v in sorted(vars(a).items()) if k not in ("log", "quiet", "func")]
+    train.run(cfg, train_dirs, valid_dirs, a.model, a.history, a.metrics, key, init)
+
+
+def add_decode(p: argparse.ArgumentParser) -> None:
+    from bloodcell.targets import parse_anchors
+
+    p.add_argument("--anchors", type=_type("anchors", parse_anchors), required=True,
+                   help="anchor sizes WxH in 16-px grid units (as in training)")
+    p.add_argument("--score-threshold", type=float, default=0.2,
+                   help="boxes must score above this (class probability x objectness)")
+    p.add_argument("--nms-iou", type=float, default=0.45, help="per-class NMS IoU")
+
+
+def add_slide(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stride", type=int, default=224, help="tile step in px (224: no overlap)")
+    p.add_argument("--merge-iou", type=float, default=0.3,
+                   help="same-class boxes overlapping more than this are merged")
+    p.add_argument("--adjacency-px", type=int, default=6,
+                   help="boxes this close across a tile seam count as one cut cell")
+
+
+def add_eval_parsers(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate the detector on the test split",
+                       description="Detect on the test shards and write COCO mAP (pycocotools), "
+                       "the original's lenient mAP for comparison, exact-match accuracy, RBC "
+                       "infected-vs-healthy metrics and count errors (JSON), plot data (CSV) "
+                       "and figures (PNG).")
+    p.add_argument("--shards", type=Path, required=True, help="data/synth; uses test-* shards")
+    p.add_argument("--model", type=Path, required=True, help="trained detector (.keras)")
+    p.add_argument("--histories", type=Path, nargs=2, required=True,
+                   metavar=("CLASSIFIER_CSV", "DETECTOR_CSV"), help="training histories")
+    add_decode(p)
+    p.add_argument("--max-dets", type=int, default=1000, help="COCOeval maxDets")
+    p.add_argument("--rbc-iou", type=float, default=0.5, help="IoU of the RBC matching")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    p.add_argument("--plots", type=Path, required=True, help="folder for plot CSVs")
+    p.add_argument("--figures", type=Path, required=True, help="folder for PNG figures")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("evaluate-slides", help="whole-slide detection on the synthetic slides",
+                       description="Detect on every slide of data/slides with and without the "
+                       "second pass; write mAP@0.5 per class, WBC type accuracy, count and "
+                       "parasitemia errors (JSON) and annotated examples (PNG).")
+    p.add_argument("--slides", type=Path, required=True, help="data/slides")
+    p.add_argument("--model", type=Path, required=True, help="trained detector (.keras)")
+    add_decode(p)
+    add_slide(p)
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    p.add_argument("--figures", type=Path, required=True, help="folder for annotated slides")
+    p.set_defaults(func=cmd_evaluate_slides)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from bloodcell.atomic import atomic_dir
+    from bloodcell.decode import DecodeConfig
+    from bloodcell.evaluate import EvalConfig, run
+    from bloodcell.shards import shard_dirs
+
+    set_tf_threads()
+    cfg = EvalConfig(a.anchors, DecodeConfig(a.score_threshold, a.nms_iou), a.max_dets,
+                     a.rbc_iou)
+    hist = dict(zip(("classifier", "detector"), a.histories))
+    with atomic_dir(a.plots) as plots_tmp, atomic_dir(a.figures) as fig_tmp:
+        result = run(a.model, shard_dirs(a.shards, "test"), hist, cfg, a.metrics, plots_tmp,
+                     fig_tmp)
+    print(f"test mAP@0.5 {result['coco']['map50']:.4f}  mAP@[.5:.95] "
+          f"{result['coco']['map50_95']:.4f}  exact match "
+          f"{result['classification_exact_match']:.4f}")
+
+
+def cmd_evaluate_slides(a: argparse.Namespace) -> None:
+    from bloodcell.atomic import atomic_dir
+    from bloodcell.decode import DecodeConfig
+    from bloodcell.evaluate_slides import run
+    from bloodcell.slide import SlideConfig
+
+    set_tf_threads()
+    cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px)
+    with atomic_dir(a.figures) as fig_tmp:
+        result = run(a.model, a.slides, a.anchors, DecodeConfig(a.score_threshold, a.nms_iou),
+                     cfg, a.metrics, fig_tmp)
+    for v in ("first_pass_only", "second_pass"):
+        r = result[v]
+        print(f"{v}: mAP@0.5 {r['map50']:.4f}  WBC type accuracy {r['wbc_type_accuracy']}")

@@ -1,0 +1,64 @@
+"""Losses of the two training phases (fact sheet §5), averaged per image.
+
+The original summed the detector loss over the batch, so its learning rate depended on the
+batch size; here every term is summed over one image's 14x14x6 anchors and then averaged over
+the images of the batch. Otherwise the terms are the original's:
+
+- x, y: squared error of sigmoid(tx), sigmoid(ty) against the cell offsets (responsible
+  anchors only);
+- w, h: squared error of the raw tw, th against ln(b / anchor) (no sqrt);
+- conf: squared error of sigmoid(tconf) against 1 at responsible anchors and, weighted by
+  lambda_noobj, against 0 at every other anchor;
+- class: squared error of softmax(logits) against the one-hot class (responsible anchors).
+
+Total = lambda_coord (x + y + w + h) + conf_obj + lambda_noobj conf_noobj + lambda_class class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The YOLOv2 term weights (original: 5.0, 0.5, 2.5)."""
+
+    coord: float = 5.0
+    noobj: float = 0.5
+    cls: float = 2.5
+
+
+def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Per-image sums (B,) of each term, from (B, 14, 14, A, 15) targets and raw outputs."""
+    y_pred = tf.cast(y_pred, tf.float32)
+    obj = y_true[..., 14]
+    noobj = 1.0 - obj
+    xy = tf.reduce_sum(tf.square(tf.sigmoid(y_pred[..., 10:12]) - y_true[..., 10:12]), -1)
+    wh = tf.reduce_sum(tf.square(y_pred[..., 12:14] - y_true[..., 12:14]), -1)
+    conf = tf.sigmoid(y_pred[..., 14])
+    cls = tf.reduce_sum(tf.square(tf.nn.softmax(y_pred[..., :10]) - y_true[..., :10]), -1)
+
+    def per_image(t: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(t, axis=[1, 2, 3])
+
+    return {
+        "coord": per_image(obj * (xy + wh)),
+        "obj": per_image(obj * tf.square(conf - 1.0)),
+        "noobj": per_image(noobj * tf.square(conf)),
+        "class": per_image(obj * cls),
+    }
+
+
+def detector_loss(y_true: tf.Tensor, y_pred: tf.Tensor, w: LossWeights) -> tf.Tensor:
+    """Scalar: the weighted YOLOv2 loss, summed per image and averaged over the batch."""
+    t = detector_terms(y_true, y_pred)
+    total = w.coord * t["coord"] + t["obj"] + w.noobj * t["noobj"] + w.cls * t["class"]
+    return tf.reduce_mean(total)
+
+
+def classifier_loss(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Scalar: sigmoid cross-entropy of (B, 10) logits against the multi-hot labels, mean."""
+    logits = tf.cast(logits, tf.float32)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits))

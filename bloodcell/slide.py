@@ -1,0 +1,276 @@
+"""Whole-slide detection: tiles, one batched compiled call, stitching, a second pass, a merge.
+
+Coordinates are slide pixels, top-left origin; boxes are (x, y, w, h). Images are RGB uint8.
+
+1. Tiling: 224x224 tiles at ``stride`` px along each axis plus one tile flush with the far edge
+   when the size is not a multiple; an image smaller than 224 on a side is padded (bottom and
+   right) with its median colour and boxes are clipped back to the image.
+2. All tiles go through the detector in batches of one compiled call (model, decode and NMS).
+3. Stitching: boxes move to slide coordinates. Boxes of one class from different tiles that
+   meet across a seam (both within ``adjacency_px`` of it, overlapping along it by half the
+   shorter side) are joined into their union.
+4. Second pass: a 224 window is re-centred on every partialWBC away from the slide's border and
+   on every thrombocyte or clump pair that met across a seam (window clamped to the image).
+   The window's detection that covers the target best replaces the target boxes.
+5. A final class-aware merge: NMS at ``merge_iou`` plus removal of boxes lying mostly (70 %)
+   inside a higher-scoring box of the same class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bloodcell.inference import TileFn
+from bloodcell.metrics import box_iou
+
+TILE = 224
+PARTIAL = 5
+PLATELETS = (6, 7)
+WBC = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class SlideConfig:
+    stride: int = TILE
+    merge_iou: float = 0.3
+    adjacency_px: int = 6
+    second_pass: bool = True
+    batch: int = 64
+
+
+def tile_origins(length: int, stride: int) -> list[int]:
+    """Tile start positions along one axis of ``length`` px (>= 224): stride steps + far edge."""
+    starts = list(range(0, length - TILE + 1, stride))
+    if starts[-1] != length - TILE:
+        starts.append(length - TILE)
+    return starts
+
+
+def pad_to_tile(image: np.ndarray) -> np.ndarray:
+    """Pad an image smaller than 224 on a side (bottom/right) with its median colour."""
+    h, w = image.shape[:2]
+    if h >= TILE and w >= TILE:
+        return image
+    fill = np.median(image.reshape(-1, 3), axis=0).astype(image.dtype)
+    out = np.empty((max(h, TILE), max(w, TILE), 3), image.dtype)
+    out[:] = fill
+    out[:h, :w] = image
+    return out
+
+
+def cut_tiles(image: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
+    """(n, 224, 224, 3) tiles at (x, y) origins."""
+    return np.stack([image[y:y + TILE, x:x + TILE] for x, y in origins])
+
+
+def run_tiles(detect: TileFn, tiles: np.ndarray, origins: list[tuple[int, int]],
+              batch: int) -> pd.DataFrame:
+    """Detections of all tiles in slide coordinates, with the tile index in column ``tile``."""
+    frames = []
+    for start in range(0, len(tiles), batch):
+        boxes, scores, classes, valid = detect(tiles[start:start + batch])
+        for k in range(len(valid)):
+            n = int(valid[k])
+            b = boxes[k, :n].astype(np.float64)
+            x0, y0 = origins[start + k]
+            frames.append(pd.DataFrame({
+                "class_idx": classes[k, :n].astype(np.int64),
+                "score": scores[k, :n].astype(np.float64),
+                "x": b[:, 1] + x0, "y": b[:, 0] + y0,
+                "w": b[:, 3] - b[:, 1], "h": b[:, 2] - b[:, 0], "tile": start + k}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def meet_across_seam(a: np.ndarray, b: np.ndarray, gap: float,
+                     seams: tuple[list[int], list[int]]) -> bool:
+    """Whether boxes a and b (x, y, w, h) meet across a tile seam: a vertical seam x = s (or a
+    horizontal one, y = s) from ``seams`` lies within ``gap`` px of the facing sides of both,
+    and the boxes overlap along the seam by at least half the shorter side."""
+    for axis in (0, 1):
+        other = 1 - axis
+        lo, hi = (a, b) if a[axis] <= b[axis] else (b, a)
+        near = [c for c in seams[axis]
+                if abs(lo[axis] + lo[axis + 2] - c) <= gap and abs(hi[axis] - c) <= gap]
+        along = min(a[other] + a[other + 2], b[other] + b[other + 2]) - max(a[other], b[other])
+        if near and along >= 0.5 * min(a[other + 2], b[other + 2]):
+            return True
+    return False
+
+
+def seam_lines(origins: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """x and y coordinates of every tile edge inside the image (tile starts and ends)."""
+    xs = sorted({c for x, _ in origins for c in (x, x + TILE)})
+    ys = sorted({c for _, y in origins for c in (y, y + TILE)})
+    return xs, ys
+
+
+def seam_pairs(dets: pd.DataFrame, classes: tuple[int, ...], gap: float,
+               seams: tuple[list[int], list[int]]) -> list[tuple[int, int]]:
+    """Row pairs of boxes of the same class (from ``classes``) and different tiles that meet."""
+    pairs = []
+    sub = dets[dets["class_idx"].isin(classes)]
+    xywh = sub[["x", "y", "w", "h"]].to_numpy(float)
+    cls, tile, rows = sub["class_idx"].to_numpy(), sub["tile"].to_numpy(), sub.index.to_numpy()
+    for i in range(len(sub)):
+        near = np.nonzero((cls == cls[i]) & (tile != tile[i]) & (np.arange(len(sub)) > i)
+                          & (np.abs(xywh[:, 0] - xywh[i, 0]) < 2 * TILE)
+                          & (np.abs(xywh[:, 1] - xywh[i, 1]) < 2 * TILE))[0]
+        pairs += [(int(rows[i]), int(rows[j])) for j in near
+                  if meet_across_seam(xywh[i], xywh[j], gap, seams)]
+    return pairs
+
+
+def union_box(boxes: np.ndarray) -> np.ndarray:
+    """The (x, y, w, h) box covering all ``boxes`` (n, 4)."""
+    x0, y0 = boxes[:, 0].min(), boxes[:, 1].min()
+    x1, y1 = (boxes[:, 0] + boxes[:, 2]).max(), (boxes[:, 1] + boxes[:, 3]).max()
+    return np.array([x0, y0, x1 - x0, y1 - y0])
+
+
+def join_pairs(dets: pd.DataFrame, pairs: list[tuple[int, int]]) -> pd.DataFrame:
+    """Replace each connected group of paired rows by one row: the union box, best score."""
+    parent = {r: r for p in pairs for r in p}
+
+    def root(r: int) -> int:
+        while parent[r] != r:
+            r = parent[r]
+        return r
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for r in parent:
+        groups.setdefault(root(r), []).append(r)
+    joined = []
+    for rows in groups.values():
+        part = dets.loc[sorted(rows)]
+        best = part.loc[part["score"].idxmax()].copy()
+        best[["x", "y", "w", "h"]] = union_box(part[["x", "y", "w", "h"]].to_numpy(float))
+        best["joined"] = True
+        joined.append(best)
+    rest = dets.drop(index=list(parent)).assign(joined=False)
+    return pd.concat([rest, pd.DataFrame(joined)], ignore_index=True) if joined else rest
+
+
+def at_border(box: np.ndarray, width: int, height: int, margin: float = 2.0) -> bool:
+    """Whether a box (x, y, w, h) touches the image border (within ``margin`` px)."""
+    x, y, w, h = box
+    return x <= margin or y <= margin or x + w >= width - margin or y + h >= height - margin
+
+
+def window_origin(box: np.ndarray, width: int, height: int) -> tuple[int, int]:
+    """Top-left of the 224 window centred on a box, clamped to the (padded) image."""
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    x = int(np.clip(round(cx - TILE / 2), 0, max(width - TILE, 0)))
+    y = int(np.clip(round(cy - TILE / 2), 0, max(height - TILE, 0)))
+    return x, y
+
+
+def second_pass_targets(dets: pd.DataFrame, width: int, height: int) -> list[int]:
+    """Rows to re-detect: partialWBCs away from the border, platelets joined across a seam."""
+    xywh = dets[["x", "y", "w", "h"]].to_numpy(float)
+    partial = (dets["class_idx"] == PARTIAL).to_numpy()
+    platelet = dets["class_idx"].isin(PLATELETS).to_numpy() & dets["joined"].to_numpy(bool)
+    return [int(r) for k, r in enumerate(dets.index)
+            if (partial[k] and not at_border(xywh[k], width, height)) or platelet[k]]
+
+
+def best_cover(target: np.ndarray, cands: pd.DataFrame) -> int | None:
+    """Row of the candidate covering the most of the target box (at least half), or None."""
+    if cands.empty:
+        return None
+    b = cands[["x", "y", "w", "h"]].to_numpy(float)
+    ix = np.minimum(b[:, 0] + b[:, 2], target[0] + target[2]) - np.maximum(b[:, 0], target[0])
+    iy = np.minimum(b[:, 1] + b[:, 3], target[1] + target[3]) - np.maximum(b[:, 1], target[1])
+    cover = np.clip(ix, 0, None) * np.clip(iy, 0, None) / max(target[2] * target[3], 1e-6)
+    k = int(np.argmax(cover))
+    return int(cands.index[k]) if cover[k] >= 0.5 else None
+
+
+def replace_target(dets: pd.DataFrame, row: int, new: pd.Series, kinds: tuple[int, ...]
+                   ) -> pd.DataFrame:
+    """Drop the target and every box of ``kinds`` lying mostly inside ``new``; add ``new``
+    under a fresh index (other rows keep theirs)."""
+    nb = new[["x", "y", "w", "h"]].to_numpy(float)
+    b = dets[["x", "y", "w", "h"]].to_numpy(float)
+    ix = np.minimum(b[:, 0] + b[:, 2], nb[0] + nb[2]) - np.maximum(b[:, 0], nb[0])
+    iy = np.minimum(b[:, 1] + b[:, 3], nb[1] + nb[3]) - np.maximum(b[:, 1], nb[1])
+    inside = np.clip(ix, 0, None) * np.clip(iy, 0, None) / np.maximum(b[:, 2] * b[:, 3], 1e-6)
+    drop = (dets.index == row) | (dets["class_idx"].isin(kinds).to_numpy() & (inside >= 0.5))
+    added = new.to_frame().T.set_axis([int(dets.index.max()) + 1])
+    return pd.concat([dets[~drop], added]).astype(dets.dtypes.to_dict())
+
+
+def second_pass(detect: TileFn, image: np.ndarray, dets: pd.DataFrame, size: tuple[int, int],
+                batch: int) -> pd.DataFrame:
+    """Re-detect each target in a re-centred window (all windows in one batched run)."""
+    width, height = size
+    targets = second_pass_targets(dets, width, height)
+    if not targets:
+        return dets
+    boxes = {r: dets.loc[r, ["x", "y", "w", "h"]].to_numpy(float) for r in targets}
+    classes = {r: int(dets.loc[r, "class_idx"]) for r in targets}
+    origins = [window_origin(boxes[r], image.shape[1], image.shape[0]) for r in targets]
+    found = run_tiles(detect, cut_tiles(image, origins), origins, batch)
+    for k, r in enumerate(targets):
+        if r not in dets.index:  # already replaced by an earlier target's new box
+            continue
+        kinds = (*WBC, PARTIAL) if classes[r] == PARTIAL else (classes[r],)
+        cands = found[(found["tile"] == k) & found["class_idx"].isin(kinds)]
+        pick = best_cover(boxes[r], cands)
+        if pick is not None:
+            new = cands.loc[pick].copy()
+            new["tile"], new["joined"] = -1, False
+            dets = replace_target(dets, r, new, kinds)
+    return dets
+
+
+def class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7) -> pd.DataFrame:
+    """Greedy per-class NMS by score: drop boxes overlapping a kept one by IoU > ``iou`` or
+    lying ``inside`` (share of their own area) within it."""
+    keep = []
+    for _, part in dets.groupby("class_idx", sort=True):
+        part = part.sort_values("score", ascending=False, kind="mergesort")
+        b = part[["x", "y", "w", "h"]].to_numpy(float)
+        overlap = box_iou(b, b)
+        area = b[:, 2] * b[:, 3]
+        inter = overlap * (area[:, None] + area[None, :]) / (1 + overlap)
+        contained = inter / np.maximum(area[None, :], 1e-6)  # [kept, other]: share of other
+        alive = np.ones(len(part), bool)
+        for i in range(len(part)):
+            if alive[i]:
+                later = np.arange(len(part)) > i
+                alive &= ~(later & ((overlap[i] > iou) | (contained[i] > inside)))
+        keep += list(part.index[alive])
+    return dets.loc[sorted(keep)]
+
+
+def clip_to_image(dets: pd.DataFrame, width: int, height: int) -> pd.DataFrame:
+    """Boxes clipped to the image (drops those left empty by padding)."""
+    x0, y0 = dets["x"].clip(0, width), dets["y"].clip(0, height)
+    x1 = (dets["x"] + dets["w"]).clip(0, width)
+    y1 = (dets["y"] + dets["h"]).clip(0, height)
+    out = dets.assign(x=x0, y=y0, w=x1 - x0, h=y1 - y0)
+    return out[(out["w"] > 0) & (out["h"] > 0)]
+
+
+def detect_slide(detect: TileFn, image: np.ndarray, cfg: SlideConfig) -> pd.DataFrame:
+    """Detections (class_idx, score, x, y, w, h px, top-left) on an RGB uint8 image of any size."""
+    height, width = image.shape[:2]
+    padded = pad_to_tile(image)
+    origins = [(x, y) for y in tile_origins(padded.shape[0], cfg.stride)
+               for x in tile_origins(padded.shape[1], cfg.stride)]
+    dets = clip_to_image(run_tiles(detect, cut_tiles(padded, origins), origins, cfg.batch),
+                         width, height)
+    dets = dets.reset_index(drop=True)
+    seams = seam_lines(origins)
+    dets = join_pairs(dets, seam_pairs(dets, tuple(range(10)), cfg.adjacency_px, seams))
+    dets = dets.reset_index(drop=True)
+    if cfg.second_pass:
+        dets = second_pass(detect, padded, dets, (width, height), cfg.batch)
+    dets = clip_to_image(class_nms(dets, cfg.merge_iou), width, height)
+    dets = dets.sort_values(["y", "x", "class_idx"], kind="mergesort")
+    return dets[["class_idx", "score", "x", "y", "w", "h"]].reset_index(drop=True)

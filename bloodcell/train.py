@@ -1,0 +1,251 @@
+"""The two training phases: the multi-label classifier, then the detector on its trunk.
+
+Both use Adam and a piecewise-constant learning-rate schedule by epoch (params), keep the best
+model by a validation metric, and save a resumable state after every epoch (see
+bloodcell.checkpoint): a killed run restarts from its last finished epoch with the optimizer's
+state, and sees the same batches as an uninterrupted run (the shuffle is seeded per epoch).
+
+Outputs: the best model as ``.keras``, a per-epoch history CSV (for ``dvc plots``) and a
+metrics JSON (for ``dvc metrics``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm import tqdm
+
+from bloodcell import checkpoint, data
+from bloodcell import model as models
+from bloodcell.atomic import atomic_file
+from bloodcell.decode import DecodeConfig
+from bloodcell.errors import UserError
+from bloodcell.loss import LossWeights, classifier_loss, detector_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One phase's params. ``schedule``: (first epoch, learning rate) pairs, epochs from 1."""
+
+    kind: str  # "classifier" or "detector"
+    epochs: int
+    batch: int
+    schedule: tuple[tuple[int, float], ...]
+    seed: int
+    anchors: tuple[tuple[float, float], ...] = ()
+    match_iou: float = 0.7
+    weights: LossWeights = field(default_factory=LossWeights)
+    select: str = "accuracy"  # classifier: accuracy; detector: map50 or loss
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    mixed_precision: bool = False
+    deterministic: bool = True
+
+
+def parse_schedule(text: str) -> tuple[tuple[int, float], ...]:
+    """``"1:1e-3,16:1e-4"`` -> ((1, 0.001), (16, 0.0001)); the first entry must be epoch 1."""
+    pairs = tuple((int(e), float(lr)) for e, lr in (p.split(":") for p in text.split(",")))
+    if pairs[0][0] != 1 or any(a[0] >= b[0] for a, b in zip(pairs, pairs[1:])):
+        raise ValueError(f"schedule {text!r} must start at epoch 1 with rising epochs")
+    return pairs
+
+
+def learning_rate(schedule: tuple[tuple[int, float], ...], epoch: int) -> float:
+    """The learning rate of ``epoch`` (from 1) under a piecewise-constant schedule."""
+    return [lr for first, lr in schedule if first <= epoch][-1]
+
+
+def setup(cfg: TrainConfig) -> None:
+    """Seeds, determinism and precision policy, before any model is built."""
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.mixed_precision and not
+                                            tf.config.list_physical_devices("GPU") else
+                                            "mixed_float16" if cfg.mixed_precision else "float32")
+
+
+def step_fn(model: keras.Model, optimizer, loss_fn: Callable) -> Callable:
+    """A compiled training step: (images, labels) -> loss before the update."""
+
+    @tf.function
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            out = model(images, training=True)
+            loss = loss_fn(labels, out)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
+def loss_function(cfg: TrainConfig) -> Callable:
+    if cfg.kind == "classifier":
+        return classifier_loss
+    return lambda y, p: detector_loss(y, p, cfg.weights)
+
+
+def run_epoch(step: Callable, ds: tf.data.Dataset, n_images: int, desc: str) -> tuple[float, float]:
+    """One pass of training; returns (mean loss per image, images per second)."""
+    total, seen, start = 0.0, 0, time.perf_counter()
+    with tqdm(total=n_images, desc=desc, unit="img", file=sys.stderr, leave=False,
+              mininterval=2.0) as bar:
+        for images, labels in ds:
+            n = int(images.shape[0])
+            total += float(step(images, labels)) * n
+            seen += n
+            bar.update(n)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1), seen / (time.perf_counter() - start)
+
+
+def validate_classifier(model: keras.Model, ds: tf.data.Dataset) -> dict[str, float]:
+    """Mean loss and exact-match accuracy (all 10 sigmoid outputs thresholded at 0.5)."""
+    losses, matches, n = 0.0, 0, 0
+    for images, labels in ds:
+        logits = model(images, training=False)
+        losses += float(classifier_loss(labels, logits)) * int(images.shape[0])
+        hit = tf.reduce_all(tf.equal(tf.cast(logits > 0, tf.float32), labels), axis=1)
+        matches += int(tf.reduce_sum(tf.cast(hit, tf.int32)))
+        n += int(images.shape[0])
+    return {"loss": losses / max(n, 1), "accuracy": matches / max(n, 1)}
+
+
+def validate_detector(model: keras.Model, ds: tf.data.Dataset, files: list[str],
+                      cfg: TrainConfig) -> dict[str, float]:
+    """Mean loss and mAP@0.5 (pycocotools) on the validation shards."""
+    from bloodcell.inference import predict_shards
+    from bloodcell.metrics import coco_metrics
+
+    losses, n = 0.0, 0
+    for images, labels in ds:
+        losses += float(detector_loss(labels, model(images, training=False), cfg.weights)) * int(
+            images.shape[0])
+        n += int(images.shape[0])
+    gt, det, ids = predict_shards(model, files, cfg.anchors, cfg.decode)
+    sizes = {i: (224, 224) for i in ids}
+    return {"loss": losses / max(n, 1), "map50": coco_metrics(gt, det, ids, sizes)["map50"]}
+
+
+def improved(cfg: TrainConfig, value: float, best: float | None) -> bool:
+    """Whether a validation value beats the best so far (loss: lower; others: higher)."""
+    if best is None:
+        return True
+    return value < best if cfg.select == "loss" else value > best
+
+
+def datasets(cfg: TrainConfig, train_files: list[str], valid_files: list[str], epoch: int):
+    kw = {"anchors": cfg.anchors, "match_iou": cfg.match_iou}
+    train = data.dataset(train_files, cfg.batch, cfg.kind, shuffle_seed=cfg.seed * 1000 + epoch,
+                         **kw)
+    return train, data.dataset(valid_files, cfg.batch, cfg.kind, **kw)
+
+
+def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
+    """A fresh model; the detector's trunk is copied from the classifier at ``init_from``."""
+    if cfg.kind == "classifier":
+        return models.classifier()
+    net = models.detector()
+    if init_from is not None:
+        models.copy_trunk(keras.models.load_model(init_from, compile=False), net)
+    return net
+
+
+def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_dir: Path,
+        init_from: Path | None = None) -> tuple[keras.Model, dict]:
+    """Train (or resume) one phase; returns the best model and the final state."""
+    setup(cfg)
+    net = build(cfg, init_from)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(cfg.schedule, 1))
+    stats = {"train_images": data.count_records(train_files),
+             "valid_images": data.count_records(valid_files)}
+    if stats["train_images"] == 0 or stats["valid_images"] == 0:
+        raise UserError(f"no training or validation images in {train_files + valid_files}: "
+                        "run the synth stage first")
+    state = {"epoch": 0, "best": None, "best_epoch": None, "history": [], "data": stats}
+    done = checkpoint.latest(state_dir)
+    if done is not None:
+        state = checkpoint.restore(done, net, optimizer)
+        log.info("resuming %s after epoch %d from %s", cfg.kind, state["epoch"], done)
+    step = step_fn(net, optimizer, loss_function(cfg))
+    best_path = done / "best.weights.h5" if done is not None else None
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        best_path = train_one(cfg, epoch, net, optimizer, step, state, state_dir, best_path,
+                              train_files, valid_files)
+    if best_path is not None:
+        net.load_weights(best_path)
+    return net, state
+
+
+def train_one(cfg, epoch, net, optimizer, step, state, state_dir, best_path, train_files,
+              valid_files) -> Path:
+    """Train and validate one epoch, record it and save the resumable state."""
+    lr = learning_rate(cfg.schedule, epoch)
+    optimizer.learning_rate.assign(lr)
+    train_ds, valid_ds = datasets(cfg, train_files, valid_files, epoch)
+    start = time.perf_counter()
+    loss, speed = run_epoch(step, train_ds, state["data"]["train_images"],
+                            f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
+    val = validate_classifier(net, valid_ds) if cfg.kind == "classifier" else \
+        validate_detector(net, valid_ds, valid_files, cfg)
+    value = val[cfg.select]
+    better = improved(cfg, value, state["best"])
+    if better:
+        state["best"], state["best_epoch"] = value, epoch
+    row = {"epoch": epoch, "lr": lr, "train_loss": loss,
+           **{f"valid_{k}": v for k, v in val.items()},
+           "images_per_s": speed, "seconds": time.perf_counter() - start}
+    state["history"].append(row)
+    state["epoch"] = epoch
+    log.info("%s epoch %d: lr %g, train loss %.4f, %s, %.1f img/s%s", cfg.kind, epoch, lr, loss,
+             ", ".join(f"valid {k} {v:.4f}" for k, v in val.items()), speed,
+             " (best)" if better else "")
+    saved = checkpoint.save(state_dir, epoch, net, optimizer, None if better else best_path,
+                            state)
+    return saved / "best.weights.h5"
+
+
+def write_outputs(net: keras.Model, state: dict, cfg: TrainConfig, model_path: Path,
+                  history_csv: Path, metrics_json: Path) -> None:
+    """The best model (.keras), the per-epoch history (CSV) and the metrics (JSON)."""
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tmp-", dir=model_path.parent) as tmp:
+        net.save(Path(tmp) / model_path.name)  # Keras wants the .keras suffix
+        (Path(tmp) / model_path.name).replace(model_path)
+    with atomic_file(history_csv) as tmp:
+        pd.DataFrame(state["history"]).to_csv(tmp, index=False, float_format="%.6g")
+    last = state["history"][-1]
+    metrics = {"best_epoch": state["best_epoch"], f"best_valid_{cfg.select}": state["best"],
+               "epochs": state["epoch"], "images_per_s": float(np.median(
+                   [h["images_per_s"] for h in state["history"]])),
+               "final_train_loss": last["train_loss"], **state["data"]}
+    with atomic_file(metrics_json) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_path: Path,
+        history_csv: Path, metrics_json: Path, key_args: list[str],
+        init_from: Path | None = None) -> None:
+    """Train one phase from shard folders and write its outputs; resumes when it can."""
+    inputs = [*train_dirs, *valid_dirs, *([init_from] if init_from else [])]
+    for path in inputs:
+        if not Path(path).exists():
+            raise UserError(f"{path} does not exist: run the stages before training first")
+    state_dir = checkpoint.STATE_ROOT / f"train_{cfg.kind}-{checkpoint.state_key(key_args, inputs)}"
+    net, state = fit(cfg, data.record_files(train_dirs), data.record_files(valid_dirs),
+                     state_dir, init_from)
+    write_outputs(net, state, cfg, model_path, history_csv, metrics_json)
+    checkpoint.clear(state_dir)
