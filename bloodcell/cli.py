@@ -149,12 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=share, default=0.1)
 
     add_dataset_parsers(sub)
-    from bloodcell import cli_train, export, lineage
+    from bloodcell import cli_train, detect, export, lineage
 
     export.add_parser(sub)
     lineage.add_parser(sub)
     cli_train.add_parsers(sub)
     cli_train.add_eval_parsers(sub)
+    detect.add_parser(sub)
 
     p = sub.add_parser("params", help="check params.yaml or switch to a preset")
     psub = p.add_subparsers(dest="params_command", required=True, parser_class=_Parser)

@@ -10,16 +10,15 @@ from bloodcell.errors import UserError
 
 
 def set_tf_threads() -> None:
-    """TensorFlow's intra-op threads from OMP_NUM_THREADS (Snakemake sets it per job).
-
-    No output byte depends on the thread count: op determinism is switched on in training.
-    """
+    """TensorFlow's intra-op threads from OMP_NUM_THREADS (Snakemake sets it per job), and one
+    inter-op thread: ops running side by side made CPU training non-deterministic even with
+    op determinism on (measured: one thread gives bit-identical weights at the same speed)."""
     import tensorflow as tf
 
     threads = os.environ.get("OMP_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(min(int(threads), 2))
+    tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def _type(name: str, conv):
@@ -113,11 +112,14 @@ def cmd_train(a: argparse.Namespace) -> None:
     train.run(cfg, train_dirs, valid_dirs, a.model, a.history, a.metrics, key, init)
 
 
-def add_decode(p: argparse.ArgumentParser) -> None:
-    from bloodcell.targets import parse_anchors
+def add_decode(p: argparse.ArgumentParser, anchors_required: bool = True) -> None:
+    from bloodcell.targets import ORIGINAL_ANCHORS, parse_anchors
 
-    p.add_argument("--anchors", type=_type("anchors", parse_anchors), required=True,
-                   help="anchor sizes WxH in 16-px grid units (as in training)")
+    default = ",".join(f"{w}x{h}" for w, h in ORIGINAL_ANCHORS)
+    p.add_argument("--anchors", type=_type("anchors", parse_anchors), required=anchors_required,
+                   default=None if anchors_required else parse_anchors(default),
+                   help="anchor sizes WxH in 16-px grid units, as in training"
+                   + ("" if anchors_required else f" (default {default})"))
     p.add_argument("--score-threshold", type=float, default=0.2,
                    help="boxes must score above this (class probability x objectness)")
     p.add_argument("--nms-iou", type=float, default=0.45, help="per-class NMS IoU")

@@ -66,12 +66,23 @@ def cut_tiles(image: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
     return np.stack([image[y:y + TILE, x:x + TILE] for x, y in origins])
 
 
-def run_tiles(detect: TileFn, tiles: np.ndarray, origins: list[tuple[int, int]],
+def cut_by_tile(b: np.ndarray, x0: int, y0: int, width: int, height: int,
+                margin: float = 1.0) -> np.ndarray:
+    """Whether tile boxes (y1, x1, y2, x2, tile px) touch a tile edge inside the image: such
+    a box may show only part of its cell."""
+    return (((b[:, 1] <= margin) & (x0 > 0)) | ((b[:, 0] <= margin) & (y0 > 0))
+            | ((b[:, 3] >= TILE - margin) & (x0 + TILE < width))
+            | ((b[:, 2] >= TILE - margin) & (y0 + TILE < height)))
+
+
+def run_tiles(detect: TileFn, image: np.ndarray, origins: list[tuple[int, int]],
               batch: int) -> pd.DataFrame:
-    """Detections of all tiles in slide coordinates, with the tile index in column ``tile``."""
+    """Detections of the tiles at ``origins`` in slide coordinates, with the tile's index in
+    column ``tile``. Tiles are cut batch by batch, so memory stays small on huge images."""
     frames = []
-    for start in range(0, len(tiles), batch):
-        boxes, scores, classes, valid = detect(tiles[start:start + batch])
+    for start in range(0, len(origins), batch):
+        tiles = cut_tiles(image, origins[start:start + batch])
+        boxes, scores, classes, valid = detect(tiles)
         for k in range(len(valid)):
             n = int(valid[k])
             b = boxes[k, :n].astype(np.float64)
@@ -80,7 +91,8 @@ def run_tiles(detect: TileFn, tiles: np.ndarray, origins: list[tuple[int, int]],
                 "class_idx": classes[k, :n].astype(np.int64),
                 "score": scores[k, :n].astype(np.float64),
                 "x": b[:, 1] + x0, "y": b[:, 0] + y0,
-                "w": b[:, 3] - b[:, 1], "h": b[:, 2] - b[:, 0], "tile": start + k}))
+                "w": b[:, 3] - b[:, 1], "h": b[:, 2] - b[:, 0], "tile": start + k,
+                "cut": cut_by_tile(b, x0, y0, image.shape[1], image.shape[0])}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -147,12 +159,14 @@ def join_pairs(dets: pd.DataFrame, pairs: list[tuple[int, int]]) -> pd.DataFrame
     joined = []
     for rows in groups.values():
         part = dets.loc[sorted(rows)]
-        best = part.loc[part["score"].idxmax()].copy()
-        best[["x", "y", "w", "h"]] = union_box(part[["x", "y", "w", "h"]].to_numpy(float))
-        best["joined"] = True
-        joined.append(best)
+        best = part.loc[part["score"].idxmax()].to_dict()
+        x, y, w, h = union_box(part[["x", "y", "w", "h"]].to_numpy(float))
+        joined.append({**best, "x": x, "y": y, "w": w, "h": h, "joined": True, "cut": False})
     rest = dets.drop(index=list(parent)).assign(joined=False)
-    return pd.concat([rest, pd.DataFrame(joined)], ignore_index=True) if joined else rest
+    if not joined:
+        return rest
+    return pd.concat([rest, pd.DataFrame(joined).astype(rest.dtypes.to_dict())],
+                     ignore_index=True)
 
 
 def at_border(box: np.ndarray, width: int, height: int, margin: float = 2.0) -> bool:
@@ -214,7 +228,7 @@ def second_pass(detect: TileFn, image: np.ndarray, dets: pd.DataFrame, size: tup
     boxes = {r: dets.loc[r, ["x", "y", "w", "h"]].to_numpy(float) for r in targets}
     classes = {r: int(dets.loc[r, "class_idx"]) for r in targets}
     origins = [window_origin(boxes[r], image.shape[1], image.shape[0]) for r in targets]
-    found = run_tiles(detect, cut_tiles(image, origins), origins, batch)
+    found = run_tiles(detect, image, origins, batch)
     for k, r in enumerate(targets):
         if r not in dets.index:  # already replaced by an earlier target's new box
             continue
@@ -223,17 +237,18 @@ def second_pass(detect: TileFn, image: np.ndarray, dets: pd.DataFrame, size: tup
         pick = best_cover(boxes[r], cands)
         if pick is not None:
             new = cands.loc[pick].copy()
-            new["tile"], new["joined"] = -1, False
-            dets = replace_target(dets, r, new, kinds)
+            new["tile"] = -1
+            dets = replace_target(dets, r, new.reindex(dets.columns, fill_value=False), kinds)
     return dets
 
 
 def class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7) -> pd.DataFrame:
-    """Greedy per-class NMS by score: drop boxes overlapping a kept one by IoU > ``iou`` or
-    lying ``inside`` (share of their own area) within it."""
+    """Greedy per-class NMS, whole boxes first (those not cut by a tile edge), then by score:
+    drop boxes overlapping a kept one by IoU > ``iou`` or lying ``inside`` (share of their own
+    area) within it."""
     keep = []
     for _, part in dets.groupby("class_idx", sort=True):
-        part = part.sort_values("score", ascending=False, kind="mergesort")
+        part = part.sort_values(["cut", "score"], ascending=[True, False], kind="mergesort")
         b = part[["x", "y", "w", "h"]].to_numpy(float)
         overlap = box_iou(b, b)
         area = b[:, 2] * b[:, 3]
@@ -263,7 +278,7 @@ def detect_slide(detect: TileFn, image: np.ndarray, cfg: SlideConfig) -> pd.Data
     padded = pad_to_tile(image)
     origins = [(x, y) for y in tile_origins(padded.shape[0], cfg.stride)
                for x in tile_origins(padded.shape[1], cfg.stride)]
-    dets = clip_to_image(run_tiles(detect, cut_tiles(padded, origins), origins, cfg.batch),
+    dets = clip_to_image(run_tiles(detect, padded, origins, cfg.batch),
                          width, height)
     dets = dets.reset_index(drop=True)
     seams = seam_lines(origins)

@@ -71,7 +71,8 @@ def detector_targets(boxes: tf.Tensor, classes: tf.Tensor,
     slot = (row * GRID + col) * n_anchors + a
     order = tf.argsort(slot * 100000 + obj, stable=True)  # by slot, then object order
     slot, vec = tf.gather(slot, order), tf.gather(vec, order)
-    last = tf.concat([slot[1:] != slot[:-1], [True]], axis=0)  # the last object per slot wins
+    # the last object per slot wins (an empty slot list stays empty)
+    last = tf.concat([slot[1:] != slot[:-1], tf.ones_like(slot[:1], tf.bool)], axis=0)
     flat = tf.scatter_nd(tf.boolean_mask(slot, last)[:, None], tf.boolean_mask(vec, last),
                          (GRID * GRID * n_anchors, N_CLASSES + 5))
     return tf.reshape(flat, (GRID, GRID, n_anchors, N_CLASSES + 5))

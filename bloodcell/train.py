@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
@@ -72,6 +73,10 @@ def setup(cfg: TrainConfig) -> None:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
+        try:  # concurrent ops break determinism on CPU (see cli_train.set_tf_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # the runtime already started: the caller has set it
+            pass
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.mixed_precision and not
                                             tf.config.list_physical_devices("GPU") else
                                             "mixed_float16" if cfg.mixed_precision else "float32")
@@ -218,20 +223,53 @@ def train_one(cfg, epoch, net, optimizer, step, state, state_dir, best_path, tra
     return saved / "best.weights.h5"
 
 
+TIMING = ("images_per_s", "seconds")
+"""History fields that vary from run to run: logged and kept in the state, not in outputs."""
+
+
+def renumber_shared_ids(config: str) -> str:
+    """Keras writes Python object addresses as ``shared_object_id``; number them 1, 2, ... in
+    order of appearance instead (the same sharing, stable bytes)."""
+    ids: dict[str, str] = {}
+
+    def sub(m: re.Match) -> str:
+        return f'{m.group(1)}{ids.setdefault(m.group(2), str(len(ids) + 1))}'
+
+    return re.sub(r'("shared_object_id": )(\d+)', sub, config)
+
+
+def save_model(net: keras.Model, path: Path) -> None:
+    """Save a .keras file atomically and byte-reproducibly: Keras stamps the save time into the
+    zip entries and metadata.json; both are fixed here (the weights file is already stable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tmp-", dir=path.parent) as tmp:
+        raw = Path(tmp) / path.name  # Keras wants the .keras suffix
+        net.save(raw)
+        with zipfile.ZipFile(raw) as src, atomic_file(path) as dst_path, \
+                zipfile.ZipFile(dst_path, "w", zipfile.ZIP_STORED) as dst:
+            for info in src.infolist():
+                data = src.read(info.filename)
+                if info.filename == "metadata.json":
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta, sort_keys=True).encode()
+                elif info.filename == "config.json":
+                    data = renumber_shared_ids(data.decode()).encode()
+                dst.writestr(zipfile.ZipInfo(info.filename, (1980, 1, 1, 0, 0, 0)), data)
+
+
 def write_outputs(net: keras.Model, state: dict, cfg: TrainConfig, model_path: Path,
                   history_csv: Path, metrics_json: Path) -> None:
     """The best model (.keras), the per-epoch history (CSV) and the metrics (JSON)."""
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".tmp-", dir=model_path.parent) as tmp:
-        net.save(Path(tmp) / model_path.name)  # Keras wants the .keras suffix
-        (Path(tmp) / model_path.name).replace(model_path)
+    save_model(net, model_path)
+    history = pd.DataFrame(state["history"]).drop(columns=list(TIMING))
+    first = ["epoch", "lr", "train_loss", "valid_loss"]
+    history = history[first + sorted(set(history.columns) - set(first))]
     with atomic_file(history_csv) as tmp:
-        pd.DataFrame(state["history"]).to_csv(tmp, index=False, float_format="%.6g")
-    last = state["history"][-1]
+        history.to_csv(tmp, index=False, float_format="%.6g")
     metrics = {"best_epoch": state["best_epoch"], f"best_valid_{cfg.select}": state["best"],
-               "epochs": state["epoch"], "images_per_s": float(np.median(
-                   [h["images_per_s"] for h in state["history"]])),
-               "final_train_loss": last["train_loss"], **state["data"]}
+               "epochs": state["epoch"], "final_train_loss": state["history"][-1]["train_loss"],
+               **state["data"]}
     with atomic_file(metrics_json) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 

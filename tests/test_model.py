@@ -1,0 +1,133 @@
+"""ModifiedYolo, its targets, its loss and decoding: shapes, the original's anchor table,
+batch-size independence and an encode -> decode round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bloodcell import model as models
+from bloodcell.decode import DecodeConfig, decode_boxes, detect_batch, to_frame
+from bloodcell.loss import LossWeights, classifier_loss, detector_loss, detector_terms
+from bloodcell.targets import ORIGINAL_ANCHORS, detector_targets, multi_hot, parse_anchors
+from bloodcell.train import learning_rate, parse_schedule
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return models.classifier(), models.detector()
+
+
+def test_output_shapes_and_the_trunk_copy(nets):
+    clf, det = nets
+    x = np.zeros((2, 224, 224, 3), np.uint8)
+    assert clf(x).shape == (2, 10)
+    assert det(x).shape == (2, 14, 14, 6, 15)
+    assert clf.get_layer("act_conv18").output.shape[1:] == (14, 14, 128)
+    assert models.copy_trunk(clf, det) == 30  # 15 convolutions and their BatchNorms
+    for name in models.trunk_layer_names():
+        for a, b in zip(clf.get_layer(name).get_weights(), det.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(clf.get_layer("conv19").get_weights()[0][..., :1],
+                              det.get_layer("conv24").get_weights()[0][..., :1])
+
+
+def targets_for(boxes, classes):
+    return detector_targets(tf.constant(boxes, tf.float32), tf.constant(classes, tf.int64),
+                            ORIGINAL_ANCHORS, 0.7).numpy()
+
+
+@pytest.mark.parametrize(("size", "anchors"), [
+    ((20, 20), {5}),          # thrombocyte: the best anchor only
+    ((34, 34), {5}),          # RBC
+    ((45, 45), {0, 5}),       # large RBC: two anchors above 0.7
+    ((55, 55), {0}),          # lymphocyte
+    ((75, 75), {4}),          # WBC
+    ((95, 95), {3, 4}),       # large WBC
+    ((45, 90), {2}),          # half-clipped WBC
+])
+def test_responsible_anchors_follow_the_original_table(size, anchors):
+    w, h = size
+    t = targets_for([[100 - w / 2, 60 - h / 2, w, h]], [3])
+    cells = np.argwhere(t[..., 14] == 1)
+    assert {int(a) for a in cells[:, 2]} == anchors
+    assert {(int(r), int(c)) for r, c, _ in cells} == {(60 // 16, 100 // 16)}
+
+
+def test_target_vector_holds_one_hot_offsets_and_log_sizes():
+    t = targets_for([[40, 70, 30, 34]], [8])  # centre (55, 87) px -> cell row 5, col 3
+    v = t[5, 3, 5]
+    assert v[8] == 1 and v[:10].sum() == 1 and v[14] == 1
+    np.testing.assert_allclose(v[10:12], [55 / 16 - 3, 87 / 16 - 5], atol=1e-6)
+    np.testing.assert_allclose(v[12:14], np.log([30 / 16 / 2.7, 34 / 16 / 2.7]), atol=1e-6)
+    assert t[..., 14].sum() == 1
+
+
+def test_a_later_object_in_the_same_cell_and_anchor_wins_and_zero_sizes_stay_finite():
+    t = targets_for([[40, 40, 30, 30], [41, 41, 30, 30], [0, 0, 0, 0]], [9, 8, 6])
+    assert t[3, 3, 5, 8] == 1 and t[3, 3, 5, 9] == 0
+    assert np.isfinite(t).all()
+    assert t[..., 14].sum() == 2
+
+
+def test_multi_hot_and_empty_images():
+    np.testing.assert_array_equal(multi_hot(tf.constant([9, 9, 2], tf.int64)).numpy(),
+                                  [0, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+    assert multi_hot(tf.zeros((0,), tf.int64)).numpy().sum() == 0
+    assert targets_for(np.zeros((0, 4)), np.zeros((0,), int)).sum() == 0
+
+
+def perfect_output(target: np.ndarray) -> np.ndarray:
+    """Raw outputs that decode exactly to the targets: logit/inverse-sigmoid encodings."""
+    raw = np.full(target.shape, -12.0, np.float32)
+    obj = target[..., 14] == 1
+    raw[..., :10] = np.where(target[..., :10] == 1, 12.0, -12.0)
+    off = np.clip(target[..., 10:12], 1e-4, 1 - 1e-4)
+    raw[..., 10:12] = np.log(off / (1 - off))
+    raw[..., 12:14] = target[..., 12:14]
+    raw[..., 14] = np.where(obj, 12.0, -12.0)
+    return raw
+
+
+def test_loss_is_near_zero_for_a_perfect_output_and_independent_of_the_batch_size():
+    t = targets_for([[40, 70, 30, 34], [100, 100, 80, 80]], [8, 2])[None]
+    perfect = perfect_output(t[0])[None]
+    w = LossWeights()
+    assert float(detector_loss(t, perfect, w)) < 1e-3
+    noisy = perfect + np.random.default_rng(0).normal(0, 1, perfect.shape).astype(np.float32)
+    one = float(detector_loss(t, noisy, w))
+    four = float(detector_loss(np.repeat(t, 4, 0), np.repeat(noisy, 4, 0), w))
+    assert one == pytest.approx(four, rel=1e-5)
+    terms = detector_terms(tf.constant(t), tf.constant(noisy))
+    assert set(terms) == {"coord", "obj", "noobj", "class"}
+    assert float(classifier_loss(tf.constant([[1.0, 0.0]]), tf.constant([[30.0, -30.0]]))) < 1e-6
+
+
+def test_decoding_and_nms_return_the_encoded_boxes():
+    boxes = [[40, 70, 30, 34], [100, 100, 80, 80]]
+    t = targets_for(boxes, [8, 2])
+    raw = perfect_output(t)[None]
+    got = to_frame(["a"], *[v.numpy() for v in detect_batch(raw, ORIGINAL_ANCHORS,
+                                                            DecodeConfig())])
+    got = got.sort_values("x").reset_index(drop=True)
+    assert list(got["class_idx"]) == [8, 2]  # NMS joined the two anchors of the 80 px box
+    np.testing.assert_allclose(got[["x", "y", "w", "h"]].to_numpy(), boxes, atol=0.05)
+    assert (got["score"] > 0.99).all()
+    b, c, s = decode_boxes(tf.constant(raw), ORIGINAL_ANCHORS)
+    assert b.shape == (1, 1176, 4) and c.shape == (1, 1176) and s.shape == (1, 1176)
+
+
+def test_score_threshold_and_nms_iou_are_separate():
+    raw = perfect_output(targets_for([[40, 70, 30, 34]], [8]))[None]
+    none = detect_batch(raw, ORIGINAL_ANCHORS, DecodeConfig(score_threshold=0.999999))
+    assert int(none[3][0]) == 0
+
+
+def test_params_strings_parse():
+    assert parse_anchors("3.1x3.1, 2.7x2.7") == ((3.1, 3.1), (2.7, 2.7))
+    s = parse_schedule("1:1e-3,16:1e-4,18:1e-5")
+    assert [learning_rate(s, e) for e in (1, 15, 16, 17, 18, 30)] == [1e-3, 1e-3, 1e-4, 1e-4,
+                                                                      1e-5, 1e-5]
+    with pytest.raises(ValueError):
+        parse_schedule("2:1e-3")

@@ -1,0 +1,198 @@
+"""Training, resuming, evaluation and `bloodcell detect` through the real CLI on small shards.
+
+The shards hold random-noise images with random boxes: enough to exercise every code path
+(tf.data, targets, loss, checkpoints, decoding, pycocotools) in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bloodcell.shards import ImageRecord, encode_example, image_id
+
+ANCHORS = "3.1x3.1,6.125x3.1,3.1x6.125,6.125x6.125,5.32x5.32,2.7x2.7"
+
+
+def write_shard(root: Path, split: str, count: int, seed: int) -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    folder = root / f"{split}-0"
+    folder.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(folder / "images.tfrecord")) as w:
+        for i in range(count):
+            img = rng.integers(0, 255, (224, 224, 3), np.uint8)
+            n = int(rng.integers(0, 4))
+            xy = rng.integers(0, 150, (n, 2))
+            wh = rng.integers(15, 70, (n, 2))
+            png = cv2.imencode(".png", img)[1].tobytes()
+            rec = ImageRecord(image_id(split, 0, i), png, 224, 224,
+                              np.hstack([xy, wh]).astype(np.float32), rng.integers(0, 10, n))
+            w.write(encode_example(rec))
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("work")
+    for split, count, seed in (("train", 120, 1), ("valid", 20, 2), ("test", 20, 3)):
+        write_shard(root / "data" / "synth", split, count, seed)
+    return root
+
+
+def bloodcell(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bloodcell", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def run_ok(args: list[str], cwd: Path) -> str:
+    proc = bloodcell(args, cwd)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return out + err
+
+
+def classifier_args(name: str, epochs: int = 3) -> list[str]:
+    return ["train-classifier", "--shards", "data/synth", "--model", f"models/{name}.keras",
+            "--history", f"plots/{name}.csv", "--metrics", f"metrics/{name}.json",
+            "--seed", "7", "--epochs", str(epochs), "--batch", "10", "--schedule", "1:1e-3,3:1e-4"]
+
+
+def weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
+@pytest.fixture(scope="module")
+def classifier(shards) -> Path:
+    run_ok(classifier_args("classifier"), shards)
+    return shards / "models" / "classifier.keras"
+
+
+def test_training_writes_the_model_history_and_metrics(classifier, shards):
+    history = (shards / "plots" / "classifier.csv").read_text().splitlines()
+    assert history[0] == "epoch,lr,train_loss,valid_loss,valid_accuracy"
+    assert [row.split(",")[:2] for row in history[1:]] == [["1", "0.001"], ["2", "0.001"],
+                                                           ["3", "0.0001"]]
+    metrics = json.loads((shards / "metrics" / "classifier.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["train_images"] == 120
+    assert not (shards / ".bloodcell-state").exists()  # a finished run leaves no state
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_last_epoch_with_the_same_result(classifier,
+                                                                               shards):
+    proc = bloodcell(classifier_args("resumed"), shards)
+    deadline = time.time() + 300
+    while not list((shards / ".bloodcell-state").glob("*/epoch-0001/state.json")):
+        assert proc.poll() is None and time.time() < deadline, "no epoch finished"
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (shards / "models" / "resumed.keras").exists()
+    log = run_ok(classifier_args("resumed"), shards)
+    assert "resuming classifier after epoch" in log
+    history = (shards / "plots" / "resumed.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3"]
+    for a, b in zip(weights(classifier), weights(shards / "models" / "resumed.keras")):
+        np.testing.assert_array_equal(a, b)  # same batches, same optimizer state
+    assert (shards / "models" / "resumed.keras").read_bytes() == classifier.read_bytes()
+    assert (shards / "plots" / "resumed.csv").read_bytes() == (
+        shards / "plots" / "classifier.csv").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def detector(classifier, shards) -> Path:
+    run_ok(["train-detector", "--shards", "data/synth", "--init", "models/classifier.keras",
+            "--model", "models/detector.keras", "--history", "plots/detector.csv",
+            "--metrics", "metrics/detector.json", "--seed", "7", "--epochs", "1", "--batch", "10",
+            "--schedule", "1:1e-3", "--anchors", ANCHORS, "--score-threshold", "0.01"], shards)
+    return shards / "models" / "detector.keras"
+
+
+def test_detector_training_and_evaluation(detector, shards):
+    history = (shards / "plots" / "detector.csv").read_text().splitlines()
+    assert "valid_map50" in history[0]
+    out = run_ok(["evaluate", "--shards", "data/synth", "--model", "models/detector.keras",
+                  "--histories", "plots/classifier.csv", "plots/detector.csv",
+                  "--anchors", ANCHORS, "--score-threshold", "0.01", "--metrics",
+                  "metrics/evaluate.json", "--plots", "plots/evaluate", "--figures",
+                  "reports/evaluate"], shards)
+    assert "test mAP@0.5" in out
+    m = json.loads((shards / "metrics" / "evaluate.json").read_text())
+    assert 0 <= m["coco"]["map50"] <= 1 and m["images"] == 20
+    assert {"original_lenient_map30_percent", "rbc", "count_errors",
+            "classification_exact_match"} <= set(m)
+    for name in ("pr_curves.png", "confusion.png", "training_curves.png"):
+        assert (shards / "reports" / "evaluate" / name).stat().st_size > 1000
+    assert (shards / "plots" / "evaluate" / "confusion.csv").read_text().startswith(
+        "actual,predicted")
+
+
+def test_detect_on_user_images_of_any_size_and_depth(detector, shards, tmp_path):
+    import tifffile
+
+    images = tmp_path / "in"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(images / "small.png"), rng.integers(0, 255, (150, 180, 3), np.uint8))
+    tifffile.imwrite(images / "deep.tif", rng.integers(0, 65535, (500, 700, 3), np.uint16))
+    cv2.imwrite(str(images / "gray.jpg"), rng.integers(0, 255, (300, 260), np.uint8))
+    out = tmp_path / "out"
+    run_ok(["detect", str(images), "--out", str(out), "--model", str(detector),
+            "--rbc-diameter", "40", "--score-threshold", "0.01"], shards)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["deep.geojson", "deep.png", "detections.json", "gray.geojson", "gray.png",
+                     "small.geojson", "small.png", "summary.csv"]
+    assert cv2.imread(str(out / "deep.png")).shape[0] >= 500
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert len(summary) == 4 and "parasitemia_pct" in summary[0]
+    coco = json.loads((out / "detections.json").read_text())
+    for ann in coco["annotations"]:
+        image = next(im for im in coco["images"] if im["id"] == ann["image_id"])
+        x, y, w, h = ann["bbox"]
+        assert 0 <= x and x + w <= image["width"] + 0.01 and y + h <= image["height"] + 0.01
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["detect", "missing.png", "--out", "o"], "missing.png"),
+    (["train-classifier", "--shards", "nowhere", "--model", "m.keras", "--history", "h.csv",
+      "--metrics", "m.json", "--seed", "1", "--epochs", "1", "--schedule", "1:1e-3"], "nowhere"),
+    (["evaluate", "--shards", "data/synth", "--model", "none.keras", "--histories", "a", "b",
+      "--anchors", ANCHORS, "--metrics", "m.json", "--plots", "p", "--figures", "f"],
+     "none.keras"),
+    (["train-classifier", "--shards", "data/synth", "--model", "m.keras", "--history", "h.csv",
+      "--metrics", "m.json", "--seed", "1", "--epochs", "1", "--schedule", "2:1e-3"],
+     "schedule"),
+])
+def test_bad_input_gives_one_line_and_exit_2(args, needle, shards):
+    proc = bloodcell(args, shards)
+    _, err = proc.communicate(timeout=300)
+    lines = [line for line in err.splitlines() if "bloodcell" in line and "error" in line]
+    assert proc.returncode == 2, err[-2000:]
+    assert len(lines) == 1 and needle in lines[0], err[-2000:]
+    assert "Traceback" not in err
+    for leftover in ("m.keras", "p", "f", "o"):
+        assert not (shards / leftover).exists()
+
+
+def test_detect_refuses_to_replace_a_foreign_folder(detector, shards, tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.zeros((300, 300, 3), np.uint8))
+    proc = bloodcell(["detect", str(img), "--out", str(foreign), "--model", str(detector)],
+                     shards)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "choose a new --out" in err
+    assert (foreign / "notes.txt").read_text() == "keep me"
