@@ -117,4 +117,19 @@ def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg
     plots.confusion(confusion, [*CLASS_NAMES, BACKGROUND], figures_dir / "confusion.png")
     plots.training_curves({k: pd.read_csv(v) for k, v in histories.items()},
                           figures_dir / "training_curves.png")
+    summary_table(result, figures_dir / "metrics.html")
     return result
+
+
+def summary_table(result: dict, path: Path) -> None:
+    """The headline numbers and per-class AP@0.5 as an HTML table for the report."""
+    coco, rbc = result["coco"], result["rbc"]
+    rows = [["mAP@0.5 (COCO)", coco["map50"]], ["mAP@[.5:.95] (COCO)", coco["map50_95"]],
+            ["mAP@0.3 (COCO)", coco["map30"]],
+            ["original's lenient mAP@0.3, % (comparison only)",
+             result["original_lenient_map30_percent"]["map"]],
+            ["classification exact match", result["classification_exact_match"]],
+            ["RBC infected F1 (cell level)", rbc["cell"]["f1"]],
+            ["RBC infected F1 (image level)", rbc["image"]["f1"]]]
+    rows += [[f"AP@0.5 {name}", ap] for name, ap in coco["per_class_ap50"].items()]
+    plots.html_table(f"Test split: {result['images']} images", ["metric", "value"], rows, path)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from bloodcell import metrics
+from bloodcell import metrics, plots
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.decode import DecodeConfig
 from bloodcell.detect_outputs import annotate, write_png
@@ -108,4 +108,8 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
               for v, f in found.items()}
     result["slides"] = len(ids)
     write_json(rounded(result), metrics_json)
+    keys = ["map50", "wbc_type_accuracy", "parasitemia_abs_error_pp", "detections"]
+    plots.html_table(f"{len(ids)} synthetic slides: second pass or not", ["variant", *keys],
+                     [[v, *(result[v][k] for k in keys)] for v in found],
+                     figures_dir / "metrics.html")
     return result

@@ -9,7 +9,7 @@ rule evaluate:
         plots=directory("plots/evaluate"),
         figures=report(
             directory("reports/evaluate"),
-            patterns=["{name}.png"],
+            patterns=["{name}.png", "{name}.html"],
             caption="../report/evaluate.rst",
             category="Evaluation",
         ),
@@ -43,12 +43,14 @@ rule evaluate_slides:
             "bloodcell/slide.py",
             "bloodcell/evaluate_slides.py",
             "bloodcell/detect_outputs.py",
+            "bloodcell/evaluate.py",
+            "bloodcell/plots.py",
         ],
     output:
         metrics="metrics/evaluate_slides.json",
         figures=report(
             directory("reports/slides"),
-            patterns=["{name}.png"],
+            patterns=["{name}.png", "{name}.html"],
             caption="../report/slides.rst",
             category="Whole slides",
         ),

@@ -1,0 +1,93 @@
+"""Training speed of both ModifiedYolo phases at batch 100, and the input pipeline's share.
+
+For each model: images/s of the compiled training step on batches already in memory, images/s
+with the real tf.data pipeline (TFRecord read, PNG decode, targets) feeding it, and the input
+pipeline alone. The input share of step time is 1 - (in-memory time / pipeline time).
+
+    python benchmarks/train_speed.py                 # shards of random images in a temp dir
+    python benchmarks/train_speed.py --shards data/synth
+
+Prints one line per model. Targets (issue 4): detector >= 30 img/s on 2 CPU cores, input < 10 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def make_shards(root: Path, images: int) -> Path:
+    from test_train import write_shard
+
+    write_shard(root / "synth", "train", images, 1)
+    return root / "synth"
+
+
+def rate(step, batches, repeats: int) -> float:
+    """Images per second over ``repeats`` passes of ``step`` over the batches (after warm-up)."""
+    step(*batches[0])
+    n, start = 0, time.perf_counter()
+    for _ in range(repeats):
+        for x, y in batches:
+            float(step(x, y))
+            n += int(x.shape[0])
+    return n / (time.perf_counter() - start)
+
+
+def measure(kind: str, files: list[str], batch: int, steps: int) -> dict[str, float]:
+    import keras
+
+    from bloodcell import data, model, train
+    from bloodcell.targets import ORIGINAL_ANCHORS
+
+    cfg = train.TrainConfig(kind, 1, batch, ((1, 1e-3),), 1, anchors=ORIGINAL_ANCHORS)
+    train.setup(cfg)
+    net = model.classifier() if kind == "classifier" else model.detector()
+    step = train.step_fn(net, keras.optimizers.Adam(1e-3), train.loss_function(cfg))
+    ds = data.dataset(files, batch, kind, shuffle_seed=1, anchors=ORIGINAL_ANCHORS).take(steps)
+    cached = list(ds)
+    memory = rate(step, cached, 1)
+    start, n = time.perf_counter(), 0
+    for x, y in ds:
+        float(step(x, y))
+        n += int(x.shape[0])
+    piped = n / (time.perf_counter() - start)
+    start, n = time.perf_counter(), 0
+    for x, _ in ds:
+        n += int(x.shape[0])
+    alone = n / (time.perf_counter() - start)
+    return {"memory": memory, "pipeline": piped, "input_alone": alone,
+            "input_share": max(0.0, 1 - piped / memory)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shards", type=Path, help="a synth folder (default: random images)")
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--steps", type=int, default=6, help="batches timed per measurement")
+    a = p.parse_args()
+    import tensorflow as tf
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = a.shards or make_shards(Path(tmp), a.batch * a.steps)
+        files = sorted(str(f) for f in root.glob("train-*/images.tfrecord"))
+        print(f"{os.cpu_count()} CPUs, GPU: {bool(tf.config.list_physical_devices('GPU'))}, "
+              f"batch {a.batch}, {a.steps} steps")
+        for kind in ("classifier", "detector"):
+            r = measure(kind, files, a.batch, a.steps)
+            print(f"{kind:10s}: {r['memory']:6.1f} img/s on in-memory batches, "
+                  f"{r['pipeline']:6.1f} img/s fed by tf.data "
+                  f"(input alone {r['input_alone']:.0f} img/s, {100 * r['input_share']:.1f} % "
+                  "of step time)")
+
+
+if __name__ == "__main__":
+    main()
