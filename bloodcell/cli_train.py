@@ -75,9 +75,12 @@ def add_parsers(sub) -> None:
                    help="anchors above this centred IoU are responsible, else the best one")
     p.add_argument("--lambda", dest="lambdas", type=float, nargs=3, default=[5.0, 0.5, 2.5],
                    metavar=("COORD", "NOOBJ", "CLASS"), help="loss term weights")
+    p.add_argument("--class-loss", choices=["mse", "ce"], default="mse",
+                   help="class term: squared error on softmax (the original) or cross-entropy")
     p.add_argument("--select", choices=["map50", "loss"], default="map50",
                    help="validation metric that picks the best epoch")
-    p.add_argument("--score-threshold", type=float, default=0.2)
+    p.add_argument("--map-score-threshold", type=float, default=0.01,
+                   help="lowest score kept for the validation mAP (AP integrates over scores)")
     p.add_argument("--nms-iou", type=float, default=0.45)
     p.set_defaults(func=cmd_train)
 
@@ -98,8 +101,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     if kind == "detector":
         cfg = train.TrainConfig(
             kind, a.epochs, a.batch, a.schedule, a.seed, anchors=a.anchors,
-            match_iou=a.match_iou, weights=LossWeights(*a.lambdas), select=a.select,
-            decode=DecodeConfig(a.score_threshold, a.nms_iou),
+            match_iou=a.match_iou, weights=LossWeights(*a.lambdas, a.class_loss),
+            select=a.select,
+            decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
             mixed_precision=a.precision == "mixed")
         init = a.init
     if not a.shards.is_dir():
@@ -145,6 +149,9 @@ def add_eval_parsers(sub) -> None:
                    metavar=("CLASSIFIER_CSV", "DETECTOR_CSV"), help="training histories")
     add_decode(p)
     p.add_argument("--max-dets", type=int, default=1000, help="COCOeval maxDets")
+    p.add_argument("--map-score-threshold", type=float, default=0.01,
+                   help="lowest score kept for mAP and PR curves (the other metrics use "
+                   "--score-threshold, the operating point)")
     p.add_argument("--rbc-iou", type=float, default=0.5, help="IoU of the RBC matching")
     p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
     p.add_argument("--plots", type=Path, required=True, help="folder for plot CSVs")
@@ -172,7 +179,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
     set_tf_threads()
     cfg = EvalConfig(a.anchors, DecodeConfig(a.score_threshold, a.nms_iou), a.max_dets,
-                     a.rbc_iou)
+                     a.rbc_iou, a.map_score_threshold)
     hist = dict(zip(("classifier", "detector"), a.histories))
     with atomic_dir(a.plots) as plots_tmp, atomic_dir(a.figures) as fig_tmp:
         result = run(a.model, shard_dirs(a.shards, "test"), hist, cfg, a.metrics, plots_tmp,

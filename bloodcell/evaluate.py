@@ -13,7 +13,7 @@ confusion table) and PNG figures for the report (PR curves, confusion matrix, tr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -33,10 +33,15 @@ BACKGROUND = "background"
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """``decode.score_threshold`` is the operating point (counts, RBC metrics, exact match);
+    AP integrates over all thresholds, so mAP and PR curves use the boxes scoring above
+    ``map_score_threshold`` (lower), as COCO-style evaluations do."""
+
     anchors: tuple[tuple[float, float], ...]
     decode: DecodeConfig
     max_dets: int = 1000
     rbc_iou: float = 0.5
+    map_score_threshold: float = 0.01
 
 
 def box_confusion(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str],
@@ -62,10 +67,13 @@ def score(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str], sizes: dict, cfg:
           ) -> tuple[dict, pd.DataFrame]:
     """All metrics of one set of images, and the PR curve rows (class_name, recall, precision)."""
     coco = metrics.coco_metrics(gt, det, ids, sizes, max_dets=cfg.max_dets)
+    det = det[det["score"] > cfg.decode.score_threshold]  # the operating point from here on
     curves = pd.DataFrame([(name, r, p) for name, pts in coco.pop("pr_curves").items()
                            for r, p in pts], columns=["class_name", "recall", "precision"])
     result = {
         "images": len(ids), "gt_boxes": len(gt), "detections": len(det),
+        "score_threshold": cfg.decode.score_threshold,
+        "map_score_threshold": cfg.map_score_threshold,
         "coco": coco,
         "original_lenient_map30_percent": metrics.original_map(gt, det, 0.3),
         "classification_exact_match": metrics.exact_match_accuracy(gt, det, ids),
@@ -107,9 +115,11 @@ def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg
         raise UserError("no test-* shard found: check synth.shards in params.yaml")
     model = keras.models.load_model(model_path, compile=False)
     files = [str(d / "images.tfrecord") for d in test_dirs]
-    gt, det, ids = predict_shards(model, files, cfg.anchors, cfg.decode)
+    low = replace(cfg.decode, score_threshold=min(cfg.map_score_threshold,
+                                                  cfg.decode.score_threshold))
+    gt, det, ids = predict_shards(model, files, cfg.anchors, low)
     result, curves = score(gt, det, ids, {i: (224, 224) for i in ids}, cfg)
-    confusion = box_confusion(gt, det, ids)
+    confusion = box_confusion(gt, det[det["score"] > cfg.decode.score_threshold], ids)
     write_json(result, metrics_json)
     write_csv(curves, plots_dir / "pr_curves.csv")
     write_csv(confusion, plots_dir / "confusion.csv")

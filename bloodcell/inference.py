@@ -46,9 +46,11 @@ def ground_truth(batch: dict[str, tf.Tensor]) -> pd.DataFrame:
 
 
 def predict_shards(model: keras.Model, files: Sequence[str], anchors, cfg: DecodeConfig,
-                   batch: int = 50) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(ground truth, detections, image ids) for every image of the TFRecord files."""
-    detect = tile_detector(model, anchors, cfg)
+                   batch: int = 50, detect: TileFn | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(ground truth, detections, image ids) for every image of the TFRecord files; ``detect``
+    reuses an already compiled :func:`tile_detector`."""
+    detect = detect or tile_detector(model, anchors, cfg)
     gts, dets, ids = [], [], []
     for ex in data.examples(files, batch):
         image_ids = [i.decode() for i in ex["id"].numpy()]

@@ -9,7 +9,9 @@ the images of the batch. Otherwise the terms are the original's:
 - w, h: squared error of the raw tw, th against ln(b / anchor) (no sqrt);
 - conf: squared error of sigmoid(tconf) against 1 at responsible anchors and, weighted by
   lambda_noobj, against 0 at every other anchor;
-- class: squared error of softmax(logits) against the one-hot class (responsible anchors).
+- class: squared error of softmax(logits) against the one-hot class (responsible anchors),
+  the original's form (``class_loss="mse"``), or softmax cross-entropy (``"ce"``), whose
+  gradient does not vanish on confidently wrong classes, so classes separate in fewer epochs.
 
 Total = lambda_coord (x + y + w + h) + conf_obj + lambda_noobj conf_noobj + lambda_class class.
 """
@@ -23,14 +25,16 @@ import tensorflow as tf
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The YOLOv2 term weights (original: 5.0, 0.5, 2.5)."""
+    """The YOLOv2 term weights (original: 5.0, 0.5, 2.5) and the class term's form."""
 
     coord: float = 5.0
     noobj: float = 0.5
     cls: float = 2.5
+    class_loss: str = "mse"  # "mse" (the original) or "ce"
 
 
-def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor) -> dict[str, tf.Tensor]:
+def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
+                   ) -> dict[str, tf.Tensor]:
     """Per-image sums (B,) of each term, from (B, 14, 14, A, 15) targets and raw outputs."""
     y_pred = tf.cast(y_pred, tf.float32)
     obj = y_true[..., 14]
@@ -38,7 +42,11 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor) -> dict[str, tf.Tensor]
     xy = tf.reduce_sum(tf.square(tf.sigmoid(y_pred[..., 10:12]) - y_true[..., 10:12]), -1)
     wh = tf.reduce_sum(tf.square(y_pred[..., 12:14] - y_true[..., 12:14]), -1)
     conf = tf.sigmoid(y_pred[..., 14])
-    cls = tf.reduce_sum(tf.square(tf.nn.softmax(y_pred[..., :10]) - y_true[..., :10]), -1)
+    if class_loss == "ce":
+        cls = tf.nn.softmax_cross_entropy_with_logits(labels=y_true[..., :10],
+                                                      logits=y_pred[..., :10])
+    else:
+        cls = tf.reduce_sum(tf.square(tf.nn.softmax(y_pred[..., :10]) - y_true[..., :10]), -1)
 
     def per_image(t: tf.Tensor) -> tf.Tensor:
         return tf.reduce_sum(t, axis=[1, 2, 3])
@@ -53,7 +61,7 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor) -> dict[str, tf.Tensor]
 
 def detector_loss(y_true: tf.Tensor, y_pred: tf.Tensor, w: LossWeights) -> tf.Tensor:
     """Scalar: the weighted YOLOv2 loss, summed per image and averaged over the batch."""
-    t = detector_terms(y_true, y_pred)
+    t = detector_terms(y_true, y_pred, w.class_loss)
     total = w.coord * t["coord"] + t["obj"] + w.noobj * t["noobj"] + w.cls * t["class"]
     return tf.reduce_mean(total)
 

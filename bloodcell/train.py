@@ -32,7 +32,9 @@ from bloodcell import model as models
 from bloodcell.atomic import atomic_file
 from bloodcell.decode import DecodeConfig
 from bloodcell.errors import UserError
+from bloodcell.inference import predict_shards, tile_detector
 from bloodcell.loss import LossWeights, classifier_loss, detector_loss
+from bloodcell.metrics import coco_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ class TrainConfig:
     match_iou: float = 0.7
     weights: LossWeights = field(default_factory=LossWeights)
     select: str = "accuracy"  # classifier: accuracy; detector: map50 or loss
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(score_threshold=0.01))
+    """Post-processing for the validation mAP (a low threshold: AP integrates over scores)."""
     mixed_precision: bool = False
     deterministic: bool = True
 
@@ -117,32 +120,37 @@ def run_epoch(step: Callable, ds: tf.data.Dataset, n_images: int, desc: str) -> 
     return total / max(seen, 1), seen / (time.perf_counter() - start)
 
 
-def validate_classifier(model: keras.Model, ds: tf.data.Dataset) -> dict[str, float]:
-    """Mean loss and exact-match accuracy (all 10 sigmoid outputs thresholded at 0.5)."""
-    losses, matches, n = 0.0, 0, 0
-    for images, labels in ds:
-        logits = model(images, training=False)
-        losses += float(classifier_loss(labels, logits)) * int(images.shape[0])
-        hit = tf.reduce_all(tf.equal(tf.cast(logits > 0, tf.float32), labels), axis=1)
-        matches += int(tf.reduce_sum(tf.cast(hit, tf.int32)))
-        n += int(images.shape[0])
-    return {"loss": losses / max(n, 1), "accuracy": matches / max(n, 1)}
+def validator(cfg: TrainConfig, net: keras.Model, valid_files: list[str]
+              ) -> Callable[[tf.data.Dataset], dict[str, float]]:
+    """The validation pass, compiled once per run: classifier -> mean loss and exact-match
+    accuracy (10 sigmoids at 0.5); detector -> mean loss and mAP@0.5 (pycocotools)."""
+    if cfg.kind == "classifier":
+        @tf.function
+        def stats(images, labels):
+            logits = net(images, training=False)
+            hit = tf.reduce_all(tf.equal(tf.cast(logits > 0, tf.float32), labels), axis=1)
+            return classifier_loss(labels, logits), tf.reduce_sum(tf.cast(hit, tf.int32))
+    else:
+        @tf.function
+        def stats(images, labels):
+            return detector_loss(labels, net(images, training=False), cfg.weights), 0
 
+    detect = None if cfg.kind == "classifier" else tile_detector(net, cfg.anchors, cfg.decode)
 
-def validate_detector(model: keras.Model, ds: tf.data.Dataset, files: list[str],
-                      cfg: TrainConfig) -> dict[str, float]:
-    """Mean loss and mAP@0.5 (pycocotools) on the validation shards."""
-    from bloodcell.inference import predict_shards
-    from bloodcell.metrics import coco_metrics
+    def run(ds: tf.data.Dataset) -> dict[str, float]:
+        loss, hits, n = 0.0, 0, 0
+        for images, labels in ds:
+            batch_loss, batch_hits = stats(images, labels)
+            loss += float(batch_loss) * int(images.shape[0])
+            hits += int(batch_hits)
+            n += int(images.shape[0])
+        if detect is None:
+            return {"loss": loss / max(n, 1), "accuracy": hits / max(n, 1)}
+        gt, det, ids = predict_shards(net, valid_files, cfg.anchors, cfg.decode, detect=detect)
+        sizes = {i: (224, 224) for i in ids}
+        return {"loss": loss / max(n, 1), "map50": coco_metrics(gt, det, ids, sizes)["map50"]}
 
-    losses, n = 0.0, 0
-    for images, labels in ds:
-        losses += float(detector_loss(labels, model(images, training=False), cfg.weights)) * int(
-            images.shape[0])
-        n += int(images.shape[0])
-    gt, det, ids = predict_shards(model, files, cfg.anchors, cfg.decode)
-    sizes = {i: (224, 224) for i in ids}
-    return {"loss": losses / max(n, 1), "map50": coco_metrics(gt, det, ids, sizes)["map50"]}
+    return run
 
 
 def improved(cfg: TrainConfig, value: float, best: float | None) -> bool:
@@ -186,17 +194,18 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
         state = checkpoint.restore(done, net, optimizer)
         log.info("resuming %s after epoch %d from %s", cfg.kind, state["epoch"], done)
     step = step_fn(net, optimizer, loss_function(cfg))
+    validate = validator(cfg, net, valid_files)
     best_path = done / "best.weights.h5" if done is not None else None
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        best_path = train_one(cfg, epoch, net, optimizer, step, state, state_dir, best_path,
-                              train_files, valid_files)
+        best_path = train_one(cfg, epoch, net, optimizer, step, validate, state, state_dir,
+                              best_path, train_files, valid_files)
     if best_path is not None:
         net.load_weights(best_path)
     return net, state
 
 
-def train_one(cfg, epoch, net, optimizer, step, state, state_dir, best_path, train_files,
-              valid_files) -> Path:
+def train_one(cfg, epoch, net, optimizer, step, validate, state, state_dir, best_path,
+              train_files, valid_files) -> Path:
     """Train and validate one epoch, record it and save the resumable state."""
     lr = learning_rate(cfg.schedule, epoch)
     optimizer.learning_rate.assign(lr)
@@ -204,8 +213,7 @@ def train_one(cfg, epoch, net, optimizer, step, state, state_dir, best_path, tra
     start = time.perf_counter()
     loss, speed = run_epoch(step, train_ds, state["data"]["train_images"],
                             f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
-    val = validate_classifier(net, valid_ds) if cfg.kind == "classifier" else \
-        validate_detector(net, valid_ds, valid_files, cfg)
+    val = validate(valid_ds)
     value = val[cfg.select]
     better = improved(cfg, value, state["best"])
     if better:

@@ -131,3 +131,15 @@ def test_params_strings_parse():
                                                                       1e-5, 1e-5]
     with pytest.raises(ValueError):
         parse_schedule("2:1e-3")
+
+
+def test_cross_entropy_class_term_is_near_zero_when_right_and_large_when_wrong():
+    t = targets_for([[40, 70, 30, 34]], [8])[None]
+    right = perfect_output(t[0])[None]
+    wrong = right.copy()
+    wrong[..., :10] = np.roll(right[..., :10], 1, axis=-1)
+    ce = LossWeights(class_loss="ce")
+    assert float(detector_terms(t, right, "ce")["class"][0]) < 1e-3
+    assert float(detector_terms(t, wrong, "ce")["class"][0]) > 10  # MSE saturates at 2
+    assert float(detector_terms(t, wrong, "mse")["class"][0]) <= 2.0 + 1e-6
+    assert float(detector_loss(t, wrong, ce)) > float(detector_loss(t, wrong, LossWeights()))

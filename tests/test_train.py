@@ -115,7 +115,7 @@ def detector(classifier, shards) -> Path:
     run_ok(["train-detector", "--shards", "data/synth", "--init", "models/classifier.keras",
             "--model", "models/detector.keras", "--history", "plots/detector.csv",
             "--metrics", "metrics/detector.json", "--seed", "7", "--epochs", "1", "--batch", "10",
-            "--schedule", "1:1e-3", "--anchors", ANCHORS, "--score-threshold", "0.01"], shards)
+            "--schedule", "1:1e-3", "--anchors", ANCHORS, "--map-score-threshold", "0.01"], shards)
     return shards / "models" / "detector.keras"
 
 

@@ -31,6 +31,7 @@ rule evaluate:
         " --histories {input.histories} --anchors {params.m[anchors]}"
         " --score-threshold {params.d[score_threshold]} --nms-iou {params.d[nms_iou]}"
         " --max-dets {params.e[max_dets]} --rbc-iou {params.e[rbc_iou]}"
+        " --map-score-threshold {params.e[map_score_threshold]}"
         " --metrics {output.metrics} --plots {output.plots} --figures {output.figures}"
 
 

@@ -50,6 +50,7 @@ rule train_detector:
         t=config["train_detector"],
         m=config["model"],
         d=config["decode"],
+        e=config["evaluate"],
     shell:
         "bloodcell --log {log} train-detector --shards data/synth --init {input.init}"
         " --model {output.model} --history {output.history} --metrics {output.metrics}"
@@ -57,5 +58,6 @@ rule train_detector:
         " --schedule {params.t[schedule]} --precision {params.t[precision]}"
         " --anchors {params.m[anchors]} --match-iou {params.m[match_iou]}"
         " --lambda {params.t[lambda_coord]} {params.t[lambda_noobj]} {params.t[lambda_class]}"
-        " --select {params.t[select]} --score-threshold {params.d[score_threshold]}"
+        " --class-loss {params.t[class_loss]} --select {params.t[select]}"
+        " --map-score-threshold {params.e[map_score_threshold]}"
         " --nms-iou {params.d[nms_iou]}"
