@@ -30,6 +30,10 @@ TILE = 224
 PARTIAL = 5
 PLATELETS = (6, 7)
 WBC = (0, 1, 2, 3, 4)
+INFECTED = 8
+KIND = np.array([0, 0, 0, 0, 0, 0, 1, 2, 3, 3])
+"""Kind of each class for merging: white cells (types and partial), thrombocytes, clumps, RBCs
+(infected or healthy). Two boxes of one kind on one cell are one cell."""
 
 
 @dataclass(frozen=True)
@@ -121,11 +125,13 @@ def seam_lines(origins: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
 
 def seam_pairs(dets: pd.DataFrame, classes: tuple[int, ...], gap: float,
                seams: tuple[list[int], list[int]]) -> list[tuple[int, int]]:
-    """Row pairs of boxes of the same class (from ``classes``) and different tiles that meet."""
+    """Row pairs of boxes of the same kind (see KIND; classes from ``classes``) and different
+    tiles that meet across a seam."""
     pairs = []
     sub = dets[dets["class_idx"].isin(classes)]
     xywh = sub[["x", "y", "w", "h"]].to_numpy(float)
-    cls, tile, rows = sub["class_idx"].to_numpy(), sub["tile"].to_numpy(), sub.index.to_numpy()
+    cls, tile, rows = KIND[sub["class_idx"].to_numpy()], sub["tile"].to_numpy(), \
+        sub.index.to_numpy()
     for i in range(len(sub)):
         near = np.nonzero((cls == cls[i]) & (tile != tile[i]) & (np.arange(len(sub)) > i)
                           & (np.abs(xywh[:, 0] - xywh[i, 0]) < 2 * TILE)
@@ -143,7 +149,8 @@ def union_box(boxes: np.ndarray) -> np.ndarray:
 
 
 def join_pairs(dets: pd.DataFrame, pairs: list[tuple[int, int]]) -> pd.DataFrame:
-    """Replace each connected group of paired rows by one row: the union box, best score."""
+    """Replace each connected group of paired rows by one row: the union box and the best
+    score's class, except that an RBC is infected when any of its parts is."""
     parent = {r: r for p in pairs for r in p}
 
     def root(r: int) -> int:
@@ -160,6 +167,8 @@ def join_pairs(dets: pd.DataFrame, pairs: list[tuple[int, int]]) -> pd.DataFrame
     for rows in groups.values():
         part = dets.loc[sorted(rows)]
         best = part.loc[part["score"].idxmax()].to_dict()
+        if KIND[best["class_idx"]] == KIND[INFECTED] and (part["class_idx"] == INFECTED).any():
+            best["class_idx"] = INFECTED
         x, y, w, h = union_box(part[["x", "y", "w", "h"]].to_numpy(float))
         joined.append({**best, "x": x, "y": y, "w": w, "h": h, "joined": True, "cut": False})
     rest = dets.drop(index=list(parent)).assign(joined=False)
@@ -184,12 +193,15 @@ def window_origin(box: np.ndarray, width: int, height: int) -> tuple[int, int]:
 
 
 def second_pass_targets(dets: pd.DataFrame, width: int, height: int) -> list[int]:
-    """Rows to re-detect: partialWBCs away from the border, platelets joined across a seam."""
+    """Rows to re-detect: white cells away from the slide border that are partial, cut by a
+    tile edge or joined across a seam, and platelets joined across a seam."""
     xywh = dets[["x", "y", "w", "h"]].to_numpy(float)
-    partial = (dets["class_idx"] == PARTIAL).to_numpy()
-    platelet = dets["class_idx"].isin(PLATELETS).to_numpy() & dets["joined"].to_numpy(bool)
+    cls = dets["class_idx"].to_numpy()
+    seam = dets["joined"].to_numpy(bool)
+    white = (cls == PARTIAL) | (np.isin(cls, WBC) & (seam | dets["cut"].to_numpy(bool)))
+    platelet = np.isin(cls, PLATELETS) & seam
     return [int(r) for k, r in enumerate(dets.index)
-            if (partial[k] and not at_border(xywh[k], width, height)) or platelet[k]]
+            if (white[k] and not at_border(xywh[k], width, height)) or platelet[k]]
 
 
 def best_cover(target: np.ndarray, cands: pd.DataFrame) -> int | None:
@@ -232,7 +244,7 @@ def second_pass(detect: TileFn, image: np.ndarray, dets: pd.DataFrame, size: tup
     for k, r in enumerate(targets):
         if r not in dets.index:  # already replaced by an earlier target's new box
             continue
-        kinds = (*WBC, PARTIAL) if classes[r] == PARTIAL else (classes[r],)
+        kinds = (*WBC, PARTIAL) if KIND[classes[r]] == KIND[PARTIAL] else (classes[r],)
         cands = found[(found["tile"] == k) & found["class_idx"].isin(kinds)]
         pick = best_cover(boxes[r], cands)
         if pick is not None:
@@ -243,12 +255,15 @@ def second_pass(detect: TileFn, image: np.ndarray, dets: pd.DataFrame, size: tup
 
 
 def class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7) -> pd.DataFrame:
-    """Greedy per-class NMS, whole boxes first (those not cut by a tile edge), then by score:
-    drop boxes overlapping a kept one by IoU > ``iou`` or lying ``inside`` (share of their own
-    area) within it."""
+    """Greedy NMS per kind of cell (KIND), whole boxes first (not cut by a tile edge, not
+    partialWBC), then by score: drop boxes overlapping a kept one by IoU > ``iou`` or lying
+    ``inside`` (share of their own area) within it."""
     keep = []
-    for _, part in dets.groupby("class_idx", sort=True):
-        part = part.sort_values(["cut", "score"], ascending=[True, False], kind="mergesort")
+    ranked = dets.assign(kind=KIND[dets["class_idx"].to_numpy()],
+                         partial=dets["class_idx"].to_numpy() == PARTIAL)
+    for _, part in ranked.groupby("kind", sort=True):
+        part = part.sort_values(["cut", "partial", "score"], ascending=[True, True, False],
+                                kind="mergesort")
         b = part[["x", "y", "w", "h"]].to_numpy(float)
         overlap = box_iou(b, b)
         area = b[:, 2] * b[:, 3]

@@ -26,8 +26,10 @@ def colour(k: int) -> tuple[int, int, int]:
     return (10 * (k + 1), 100, 50)
 
 
-def fake_detect(tiles: np.ndarray):
-    """Boxes (y1, x1, y2, x2) of every solid-colour rectangle per tile, NMS-style padded."""
+def fake_detect(tiles: np.ndarray, cut_as_partial: bool = True, infected_left: bool = False):
+    """Boxes (y1, x1, y2, x2) of every solid-colour rectangle per tile, NMS-style padded.
+    ``cut_as_partial`` False: a cut white cell keeps its type (a detector fooled by the cut);
+    ``infected_left``: an RBC cut by the tile's right edge is called infected."""
     out = []
     for tile in tiles:
         found = []
@@ -36,7 +38,9 @@ def fake_detect(tiles: np.ndarray):
             n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
             for x, y, w, h, _area in stats[1:n]:
                 cut = x == 0 or y == 0 or x + w == 224 or y + h == 224
-                cls = 5 if (k < 5 and cut) else k
+                cls = 5 if (k < 5 and cut and cut_as_partial) else k
+                if infected_left and k == 9 and x + w == 224:
+                    cls = 8
                 found.append(((y, x, y + h, x + w), 0.9, cls))
         out.append(found)
     size = max(1, max(len(f) for f in out))
@@ -126,7 +130,7 @@ def test_seam_meeting_needs_a_seam_and_overlap_along_it():
 def test_class_nms_drops_overlaps_and_contained_boxes_of_one_class_only():
     import pandas as pd
 
-    dets = pd.DataFrame({"class_idx": [9, 9, 9, 8], "score": [0.9, 0.8, 0.7, 0.6], "cut": False,
+    dets = pd.DataFrame({"class_idx": [9, 9, 9, 6], "score": [0.9, 0.8, 0.7, 0.6], "cut": False,
                          "x": [0, 2, 5, 0], "y": [0, 2, 5, 0], "w": [30, 30, 10, 30],
                          "h": [30, 30, 10, 30]})
     kept = class_nms(dets, 0.3)
@@ -139,3 +143,17 @@ def test_overlapping_tiles_give_the_same_cells(stride):
     dets = detect_slide(fake_detect, img, SlideConfig(stride=stride))
     assert boxes_of(dets, 9) == [[300, 300, 30, 30]]
     assert boxes_of(dets, 2) == [[400, 100, 70, 70]]
+
+
+def test_a_white_cell_cut_but_called_by_a_type_is_re_detected_too():
+    img = scene(1000, 700, [(4, 400, 184, 90, 80)])  # monocyte across y = 224
+    detect = lambda t: fake_detect(t, cut_as_partial=False)  # noqa: E731
+    assert boxes_of(detect_slide(detect, img, SlideConfig()), 4) == [[400, 184, 90, 80]]
+
+
+def test_an_rbc_cut_by_a_seam_is_infected_when_one_part_is():
+    img = scene(700, 700, [(9, 210, 50, 30, 30), (9, 600, 600, 30, 30)])
+    detect = lambda t: fake_detect(t, infected_left=True)  # noqa: E731
+    dets = detect_slide(detect, img, SlideConfig())
+    assert boxes_of(dets, 8) == [[210, 50, 30, 30]]
+    assert boxes_of(dets, 9) == [[600, 600, 30, 30]]
