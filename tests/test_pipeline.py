@@ -65,6 +65,18 @@ def test_snakemake_makes_every_stage_and_then_has_nothing_to_do(snakemake_run):
     assert "Nothing to be done" in dry
 
 
+def test_the_report_gathers_metrics_figures_and_contact_sheets(snakemake_run):
+    sh(["snakemake", "--report", "report.html"], snakemake_run)
+    html = (snakemake_run / "report.html").read_text(errors="replace")
+    for name in ("training_curves.png", "pr_curves.png", "confusion.png", "metrics.html",
+                 "contact_sheet.png", "slide_000.png"):
+        assert name in html, name
+    metrics = json.loads((snakemake_run / "metrics" / "evaluate.json").read_text())
+    assert 0 <= metrics["coco"]["map50"] <= 1
+    slides = json.loads((snakemake_run / "metrics" / "evaluate_slides.json").read_text())
+    assert set(slides) >= {"first_pass_only", "second_pass"}
+
+
 def test_split_covers_every_sample_of_every_source_once(snakemake_run):
     with open(snakemake_run / "data/split/split.csv", newline="") as f:
         rows = list(csv.DictReader(f))

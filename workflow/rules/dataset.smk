@@ -59,7 +59,7 @@ rule synth:
     output:
         report(
             directory("data/synth/{shard}"),
-            patterns=["contact_sheet.png"],
+            patterns=["contact_{kind}.png"],
             caption="../report/contact_sheet.rst",
             category="Synthetic data",
             subcategory="{shard}",
@@ -96,7 +96,7 @@ rule slides:
     output:
         report(
             directory("data/slides"),
-            patterns=["contact_sheet.png"],
+            patterns=["contact_{kind}.png"],
             caption="../report/contact_sheet.rst",
             category="Whole slides",
         ),
