@@ -48,7 +48,10 @@ def measure(kind: str, files: list[str], batch: int, steps: int) -> dict[str, fl
     from bloodcell.targets import ORIGINAL_ANCHORS
 
     cfg = train.TrainConfig(kind, 1, batch, ((1, 1e-3),), 1, anchors=ORIGINAL_ANCHORS)
-    train.setup(cfg)
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(1)  # as train.setup, but the threads stay as main() set them
+    tf.config.experimental.enable_op_determinism()
     net = model.classifier() if kind == "classifier" else model.detector()
     step = train.step_fn(net, keras.optimizers.Adam(1e-3), train.loss_function(cfg))
     ds = data.dataset(files, batch, kind, shuffle_seed=1, anchors=ORIGINAL_ANCHORS).take(steps)
@@ -72,15 +75,18 @@ def main() -> None:
     p.add_argument("--shards", type=Path, help="a synth folder (default: random images)")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--steps", type=int, default=6, help="batches timed per measurement")
+    p.add_argument("--inter-op", type=int, default=1,
+                   help="TensorFlow inter-op threads (training uses 1 for determinism; 0 = "
+                   "TensorFlow's default)")
     a = p.parse_args()
     import tensorflow as tf
 
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(a.inter_op)
     with tempfile.TemporaryDirectory() as tmp:
         root = a.shards or make_shards(Path(tmp), a.batch * a.steps)
         files = sorted(str(f) for f in root.glob("train-*/images.tfrecord"))
         print(f"{os.cpu_count()} CPUs, GPU: {bool(tf.config.list_physical_devices('GPU'))}, "
-              f"batch {a.batch}, {a.steps} steps")
+              f"batch {a.batch}, {a.steps} steps, inter-op threads {a.inter_op or 'default'}")
         for kind in ("classifier", "detector"):
             r = measure(kind, files, a.batch, a.steps)
             print(f"{kind:10s}: {r['memory']:6.1f} img/s on in-memory batches, "

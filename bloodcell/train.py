@@ -193,27 +193,41 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
     if done is not None:
         state = checkpoint.restore(done, net, optimizer)
         log.info("resuming %s after epoch %d from %s", cfg.kind, state["epoch"], done)
-    step = step_fn(net, optimizer, loss_function(cfg))
-    validate = validator(cfg, net, valid_files)
+    run = Session(cfg, net, optimizer, step_fn(net, optimizer, loss_function(cfg)),
+                  validator(cfg, net, valid_files), train_files, valid_files, state_dir)
     best_path = done / "best.weights.h5" if done is not None else None
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        best_path = train_one(cfg, epoch, net, optimizer, step, validate, state, state_dir,
-                              best_path, train_files, valid_files)
+        best_path = train_one(run, epoch, state, best_path)
     if best_path is not None:
         net.load_weights(best_path)
     return net, state
 
 
-def train_one(cfg, epoch, net, optimizer, step, validate, state, state_dir, best_path,
-              train_files, valid_files) -> Path:
-    """Train and validate one epoch, record it and save the resumable state."""
+@dataclass(frozen=True)
+class Session:
+    """What one training run holds across its epochs."""
+
+    cfg: TrainConfig
+    net: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step: Callable
+    validate: Callable
+    train_files: list[str]
+    valid_files: list[str]
+    state_dir: Path
+
+
+def train_one(run: Session, epoch: int, state: dict, best_path: Path | None) -> Path:
+    """Train and validate one epoch, record it in ``state`` and save the resumable state;
+    returns the path of the best weights so far."""
+    cfg = run.cfg
     lr = learning_rate(cfg.schedule, epoch)
-    optimizer.learning_rate.assign(lr)
-    train_ds, valid_ds = datasets(cfg, train_files, valid_files, epoch)
+    run.optimizer.learning_rate.assign(lr)
+    train_ds, valid_ds = datasets(cfg, run.train_files, run.valid_files, epoch)
     start = time.perf_counter()
-    loss, speed = run_epoch(step, train_ds, state["data"]["train_images"],
+    loss, speed = run_epoch(run.step, train_ds, state["data"]["train_images"],
                             f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
-    val = validate(valid_ds)
+    val = run.validate(valid_ds)
     value = val[cfg.select]
     better = improved(cfg, value, state["best"])
     if better:
@@ -226,8 +240,8 @@ def train_one(cfg, epoch, net, optimizer, step, validate, state, state_dir, best
     log.info("%s epoch %d: lr %g, train loss %.4f, %s, %.1f img/s%s", cfg.kind, epoch, lr, loss,
              ", ".join(f"valid {k} {v:.4f}" for k, v in val.items()), speed,
              " (best)" if better else "")
-    saved = checkpoint.save(state_dir, epoch, net, optimizer, None if better else best_path,
-                            state)
+    saved = checkpoint.save(run.state_dir, epoch, run.net, run.optimizer,
+                            None if better else best_path, state)
     return saved / "best.weights.h5"
 
 
