@@ -52,6 +52,7 @@ def slides(detect, folder: Path, repeats: int) -> None:
 
     from bloodcell.detect_outputs import annotate, write_geojson, write_png
     from bloodcell.slide import SlideConfig, detect_slide
+    from bloodcell.smear_io import read_smear
 
     paths = sorted(folder.glob("images/*.png"))
     if not paths:
@@ -64,7 +65,7 @@ def slides(detect, folder: Path, repeats: int) -> None:
     out = Path(tempfile.mkdtemp())
 
     def one(path: Path) -> int:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = read_smear(path)  # as `bloodcell detect` reads
         dets = detect_slide(detect, np.ascontiguousarray(bgr[:, :, ::-1]), SlideConfig())
         dets = dets.assign(image_id=path.stem)
         write_png(out / f"{path.stem}.png", annotate(bgr, dets))
@@ -86,17 +87,16 @@ def main() -> None:
     p.add_argument("--slides", type=Path, default=Path("data/slides"))
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
-    import keras
     import tensorflow as tf
 
     from bloodcell import model
     from bloodcell.decode import DecodeConfig
-    from bloodcell.inference import tile_detector
+    from bloodcell.inference import load_detector, tile_detector
     from bloodcell.targets import ORIGINAL_ANCHORS
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
     trained = a.model.is_file()
-    net = keras.models.load_model(a.model, compile=False) if trained else model.detector()
+    net = load_detector(a.model) if trained else model.fold_batchnorm(model.detector())
     print(f"{os.cpu_count()} CPUs, {'trained model ' + str(a.model) if trained else 'untrained'}")
     detect = tile_detector(net, ORIGINAL_ANCHORS, DecodeConfig())
     tiles(detect, net, a.repeats)

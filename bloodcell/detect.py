@@ -82,12 +82,11 @@ def add_parser(sub) -> None:
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
-    import keras
 
     from bloodcell.atomic import atomic_dir
     from bloodcell.cli_train import set_tf_threads
     from bloodcell.decode import DecodeConfig
-    from bloodcell.inference import tile_detector
+    from bloodcell.inference import load_detector, tile_detector
     from bloodcell.slide import SlideConfig
     from bloodcell.smear_io import list_images, scale_from_rbc_diameter
 
@@ -99,7 +98,7 @@ def cmd_detect(a: argparse.Namespace) -> None:
         raise UserError(f"{a.model} does not exist: train first (snakemake) or pass --model")
     check_out_dir(a.out)
     set_tf_threads()
-    model = keras.models.load_model(a.model, compile=False)
+    model = load_detector(a.model)
     detect = tile_detector(model, a.anchors, DecodeConfig(a.score_threshold, a.nms_iou))
     cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px)
     with atomic_dir(a.out) as tmp:

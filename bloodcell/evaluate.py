@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -25,7 +24,7 @@ from bloodcell.atomic import atomic_file
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.decode import DecodeConfig
 from bloodcell.errors import UserError
-from bloodcell.inference import predict_shards
+from bloodcell.inference import load_detector, predict_shards
 
 BACKGROUND = "background"
 """Confusion label of a missed GT box (predicted column) or a spurious detection (actual row)."""
@@ -113,7 +112,7 @@ def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg
         raise UserError(f"{model_path} does not exist: run train_detector first")
     if not test_dirs:
         raise UserError("no test-* shard found: check synth.shards in params.yaml")
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_detector(model_path)
     files = [str(d / "images.tfrecord") for d in test_dirs]
     low = replace(cfg.decode, score_threshold=min(cfg.map_score_threshold,
                                                   cfg.decode.score_threshold))

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import cv2
-import keras
 import numpy as np
 import pandas as pd
 
@@ -23,7 +22,7 @@ from bloodcell.decode import DecodeConfig
 from bloodcell.detect_outputs import annotate, write_png
 from bloodcell.errors import UserError
 from bloodcell.evaluate import rounded, write_json
-from bloodcell.inference import tile_detector
+from bloodcell.inference import load_detector, tile_detector
 from bloodcell.slide import WBC, SlideConfig, detect_slide
 
 
@@ -90,7 +89,7 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
     if not model_path.is_file():
         raise UserError(f"{model_path} does not exist: run train_detector first")
     images, gt = load_slides(slides_dir)
-    detect = tile_detector(keras.models.load_model(model_path, compile=False), anchors, decode)
+    detect = tile_detector(load_detector(model_path), anchors, decode)
     found: dict[str, list[pd.DataFrame]] = {"second_pass": [], "first_pass_only": []}
     ids, sizes = [], {}
     for im in images:

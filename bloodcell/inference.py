@@ -8,6 +8,7 @@ top-left origin).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,8 +17,25 @@ import tensorflow as tf
 
 from bloodcell import data
 from bloodcell.decode import DecodeConfig, detect_batch, empty_detections, to_frame
+from bloodcell.errors import UserError
+from bloodcell.model import GRID, N_ANCHORS, VECTOR, fold_batchnorm
 
 TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+
+
+def load_detector(path: Path) -> keras.Model:
+    """A trained detector ``.keras`` file in its inference form (BatchNorm folded in)."""
+    if not Path(path).is_file():
+        raise UserError(f"{path} does not exist: run train_detector first or pass another model")
+    try:
+        net = keras.models.load_model(path, compile=False)
+    except Exception as e:  # a broken or foreign file: Keras raises many kinds
+        raise UserError(f"{path} is not a readable Keras model ({type(e).__name__}): "
+                        "pass a models/detector.keras from train_detector") from None
+    if tuple(net.output_shape[1:]) != (GRID, GRID, N_ANCHORS, VECTOR):
+        raise UserError(f"{path} is not a ModifiedYolo detector (output {net.output_shape}): "
+                        "pass models/detector.keras, not the classifier")
+    return fold_batchnorm(net)
 
 
 def tile_detector(model: keras.Model, anchors: tuple[tuple[float, float], ...],

@@ -123,19 +123,37 @@ def seam_lines(origins: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return xs, ys
 
 
+def near_seam(xywh: np.ndarray, gap: float, seams: tuple[list[int], list[int]]) -> np.ndarray:
+    """Per box (x, y, w, h rows, px): whether one of its sides lies within ``gap`` px of a
+    tile seam of its axis. Only such boxes can meet another across a seam."""
+    near = np.zeros(len(xywh), bool)
+    for axis in (0, 1):
+        lines = np.asarray(seams[axis], float)
+        if lines.size == 0:
+            continue
+        for side in (xywh[:, axis], xywh[:, axis] + xywh[:, axis + 2]):
+            near |= (np.abs(side[:, None] - lines[None, :]) <= gap).any(axis=1)
+    return near
+
+
 def seam_pairs(dets: pd.DataFrame, classes: tuple[int, ...], gap: float,
                seams: tuple[list[int], list[int]]) -> list[tuple[int, int]]:
     """Row pairs of boxes of the same kind (see KIND; classes from ``classes``) and different
-    tiles that meet across a seam."""
+    tiles that meet across a seam. Candidates are boxes near a seam whose boxes, grown by
+    ``gap`` px, overlap (both necessary for meeting), so the exact test runs on few pairs."""
     pairs = []
     sub = dets[dets["class_idx"].isin(classes)]
     xywh = sub[["x", "y", "w", "h"]].to_numpy(float)
+    keep = near_seam(xywh, gap, seams)
+    sub, xywh = sub[keep], xywh[keep]
     cls, tile, rows = KIND[sub["class_idx"].to_numpy()], sub["tile"].to_numpy(), \
         sub.index.to_numpy()
+    x0, y0 = xywh[:, 0] - gap, xywh[:, 1] - gap
+    x1, y1 = xywh[:, 0] + xywh[:, 2] + gap, xywh[:, 1] + xywh[:, 3] + gap
     for i in range(len(sub)):
         near = np.nonzero((cls == cls[i]) & (tile != tile[i]) & (np.arange(len(sub)) > i)
-                          & (np.abs(xywh[:, 0] - xywh[i, 0]) < 2 * TILE)
-                          & (np.abs(xywh[:, 1] - xywh[i, 1]) < 2 * TILE))[0]
+                          & (x0 <= x1[i]) & (x0[i] <= x1)
+                          & (y0 <= y1[i]) & (y0[i] <= y1))[0]
         pairs += [(int(rows[i]), int(rows[j])) for j in near
                   if meet_across_seam(xywh[i], xywh[j], gap, seams)]
     return pairs

@@ -38,6 +38,33 @@ def targets_for(boxes, classes):
                             ORIGINAL_ANCHORS, 0.7).numpy()
 
 
+
+def test_folding_batchnorm_keeps_the_outputs_and_drops_the_bn_layers(nets):
+    _, det = nets
+    rng = np.random.default_rng(3)
+    for layer in det.layers:
+        if layer.name.startswith("bn_"):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.3, n),
+                               rng.normal(0, 0.3, n), rng.uniform(0.2, 3, n)])
+    folded = models.fold_batchnorm(det)
+    x = rng.integers(0, 256, (2, 224, 224, 3)).astype(np.uint8)
+    want, got = det(x, training=False).numpy(), folded(x, training=False).numpy()
+    assert not any(layer.name.startswith("bn_") for layer in folded.layers)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_load_detector_refuses_the_classifier_and_a_broken_file(nets, tmp_path):
+    from bloodcell.errors import UserError
+    from bloodcell.inference import load_detector
+
+    nets[0].save(tmp_path / "classifier.keras")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a ModifiedYolo detector"):
+        load_detector(tmp_path / "classifier.keras")
+    with pytest.raises(UserError, match="not a readable Keras model"):
+        load_detector(tmp_path / "broken.keras")
+
 @pytest.mark.parametrize(("size", "anchors"), [
     ((20, 20), {5}),          # thrombocyte: the best anchor only
     ((34, 34), {5}),          # RBC
