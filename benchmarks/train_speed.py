@@ -74,7 +74,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shards", type=Path, help="a synth folder (default: random images)")
     p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--steps", type=int, default=6, help="batches timed per measurement")
+    p.add_argument("--steps", type=int, default=12, help="batches timed per measurement")
     p.add_argument("--inter-op", type=int, default=1,
                    help="TensorFlow inter-op threads (training uses 1 for determinism; 0 = "
                    "TensorFlow's default)")
