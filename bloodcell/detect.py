@@ -82,7 +82,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
-
     from bloodcell.atomic import atomic_dir
     from bloodcell.cli_train import set_tf_threads
     from bloodcell.decode import DecodeConfig

@@ -24,9 +24,8 @@ TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
 def load_detector(path: Path) -> keras.Model:
-    """A trained detector ``.keras`` file in its inference form (BatchNorm folded in)."""
-    if not Path(path).is_file():
-        raise UserError(f"{path} does not exist: run train_detector first or pass another model")
+    """A trained detector ``.keras`` file in its inference form (BatchNorm folded in). Callers
+    check first that the file exists, each with its own hint."""
     try:
         net = keras.models.load_model(path, compile=False)
     except Exception as e:  # a broken or foreign file: Keras raises many kinds
