@@ -21,3 +21,12 @@ CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 WBC_CLASSES: tuple[str, ...] = CLASS_NAMES[:5]
 PLATELET_CLASSES: tuple[str, ...] = ("Thrombocytes", "Clumps")
 RBC_CLASSES: tuple[str, ...] = ("Infected", "_")
+
+UNTYPED_WBC = "WBC"
+"""A white cell whose annotation does not name its type (BCCD's ``WBC``). Its label index is
+UNTYPED_WBC_INDEX: it trains the box and objectness terms, not the class term, and evaluation
+never counts it as a wrong class."""
+UNTYPED_WBC_INDEX = -1
+
+LABEL_INDEX: dict[str, int] = {**CLASS_INDEX, UNTYPED_WBC: UNTYPED_WBC_INDEX}
+"""Every label a sample or object may carry: the ten classes plus the untyped white cell."""

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bloodcell.atomic import atomic_file
-from bloodcell.classes import CLASS_INDEX
+from bloodcell.classes import LABEL_INDEX
 from bloodcell.imageio import decode_png, encode_png
 
 PACK_NAME = "samples.parquet"
@@ -73,7 +73,7 @@ def samples_table(samples: list[Sample]) -> pa.Table:
     cols: dict[str, list] = {name: [] for name in PACK_SCHEMA.names}
     for s in rows:
         x, y, w, h = s.src_box
-        values = (s.sample_id, s.source, s.class_name, CLASS_INDEX[s.class_name], s.raw_path,
+        values = (s.sample_id, s.source, s.class_name, LABEL_INDEX[s.class_name], s.raw_path,
                   s.raw_sha256, x, y, w, h, s.mask.shape[1], s.mask.shape[0],
                   encode_png(s.image), encode_png(s.mask))
         for name, value in zip(PACK_SCHEMA.names, values):
@@ -107,7 +107,7 @@ def write_qc(samples: list[Sample], skips: list[Skip], classes: list[str], outdi
         for name in classes:
             n_ok = sum(s.class_name == name for s in samples)
             n_skip = sum(k.class_name == name for k in skips)
-            out.writerow([name, CLASS_INDEX.get(name, ""), n_ok, n_skip])
+            out.writerow([name, LABEL_INDEX.get(name, ""), n_ok, n_skip])
     with atomic_file(outdir / SKIPPED_NAME) as tmp, open(tmp, "w", newline="") as f:
         out = csv.writer(f, lineterminator="\n")
         out.writerow(["path", "class_name", "reason"])
