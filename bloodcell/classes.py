@@ -30,3 +30,8 @@ UNTYPED_WBC_INDEX = -1
 
 LABEL_INDEX: dict[str, int] = {**CLASS_INDEX, UNTYPED_WBC: UNTYPED_WBC_INDEX}
 """Every label a sample or object may carry: the ten classes plus the untyped white cell."""
+
+
+def label_name(idx: int) -> str:
+    """The name of a label index: a class name, or UNTYPED_WBC for -1 (not CLASS_NAMES[-1])."""
+    return UNTYPED_WBC if idx == UNTYPED_WBC_INDEX else CLASS_NAMES[idx]

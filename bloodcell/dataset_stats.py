@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from bloodcell.atomic import atomic_file
-from bloodcell.classes import CLASS_NAMES
+from bloodcell.classes import UNTYPED_WBC_INDEX, label_name
 from bloodcell.errors import UserError
 from bloodcell.shards import OBJECTS_NAME
 
@@ -35,10 +35,11 @@ def split_metrics(o: pd.DataFrame) -> dict:
     counts = o.class_idx.value_counts()
     wbc = int(counts.reindex(range(6), fill_value=0).sum())
     rbc = o[o.class_idx >= 8].groupby("image_id").size()
+    untyped = [UNTYPED_WBC_INDEX] if UNTYPED_WBC_INDEX in counts.index else []
     return {"images": int(o.image_id.nunique()), "objects": int(len(o)),
             "partial_wbc_share": round(int(counts.get(5, 0)) / wbc, 4) if wbc else 0.0,
             "median_rbc_per_image": float(rbc.median()) if len(rbc) else 0.0,
-            "per_class": {CLASS_NAMES[i]: int(counts.get(i, 0)) for i in range(10)}}
+            "per_class": {label_name(i): int(counts.get(i, 0)) for i in [*range(10), *untyped]}}
 
 
 def run(shard_dirs: list[Path], metrics: Path, plot: Path) -> None:

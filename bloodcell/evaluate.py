@@ -21,7 +21,7 @@ import pandas as pd
 
 from bloodcell import metrics, plots
 from bloodcell.atomic import atomic_file
-from bloodcell.classes import CLASS_NAMES
+from bloodcell.classes import CLASS_NAMES, UNTYPED_WBC, label_name
 from bloodcell.decode import DecodeConfig
 from bloodcell.errors import UserError
 from bloodcell.inference import load_detector, predict_shards
@@ -55,9 +55,9 @@ def box_confusion(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str],
         gb, db = g[["x", "y", "w", "h"]].to_numpy(float), d[["x", "y", "w", "h"]].to_numpy(float)
         pairs = metrics.greedy_match(gb, db, d["score"].to_numpy(float), iou)
         gc, dc = g["class_idx"].to_numpy(), d["class_idx"].to_numpy()
-        rows += [(CLASS_NAMES[gc[gi]], CLASS_NAMES[dc[di]]) for di, gi in pairs]
+        rows += [(label_name(gc[gi]), CLASS_NAMES[dc[di]]) for di, gi in pairs]
         hit_g, hit_d = {gi for _, gi in pairs}, {di for di, _ in pairs}
-        rows += [(CLASS_NAMES[c], BACKGROUND) for k, c in enumerate(gc) if k not in hit_g]
+        rows += [(label_name(c), BACKGROUND) for k, c in enumerate(gc) if k not in hit_g]
         rows += [(BACKGROUND, CLASS_NAMES[c]) for k, c in enumerate(dc) if k not in hit_d]
     return pd.DataFrame(rows, columns=["actual", "predicted"])
 
@@ -123,7 +123,8 @@ def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg
     write_csv(curves, plots_dir / "pr_curves.csv")
     write_csv(confusion, plots_dir / "confusion.csv")
     plots.pr_curves(curves, figures_dir / "pr_curves.png")
-    plots.confusion(confusion, [*CLASS_NAMES, BACKGROUND], figures_dir / "confusion.png")
+    untyped = [UNTYPED_WBC] if (confusion["actual"] == UNTYPED_WBC).any() else []
+    plots.confusion(confusion, [*CLASS_NAMES, *untyped, BACKGROUND], figures_dir / "confusion.png")
     plots.training_curves({k: pd.read_csv(v) for k, v in histories.items()},
                           figures_dir / "training_curves.png")
     summary_table(result, figures_dir / "metrics.html")

@@ -12,6 +12,8 @@ the images of the batch. Otherwise the terms are the original's:
 - class: squared error of softmax(logits) against the one-hot class (responsible anchors),
   the original's form (``class_loss="mse"``), or softmax cross-entropy (``"ce"``), whose
   gradient does not vanish on confidently wrong classes, so classes separate in fewer epochs.
+  An object whose class is unknown (an untyped white cell, label -1: its target one-hot is all
+  zero) is left out of the class term only; it still trains x, y, w, h and objectness.
 
 Total = lambda_coord (x + y + w + h) + conf_obj + lambda_noobj conf_noobj + lambda_class class.
 """
@@ -39,6 +41,7 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
     y_pred = tf.cast(y_pred, tf.float32)
     obj = y_true[..., 14]
     noobj = 1.0 - obj
+    typed = tf.reduce_sum(y_true[..., :10], -1)  # 1 where the object's class is known, else 0
     xy = tf.reduce_sum(tf.square(tf.sigmoid(y_pred[..., 10:12]) - y_true[..., 10:12]), -1)
     wh = tf.reduce_sum(tf.square(y_pred[..., 12:14] - y_true[..., 12:14]), -1)
     conf = tf.sigmoid(y_pred[..., 14])
@@ -55,7 +58,7 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
         "coord": per_image(obj * (xy + wh)),
         "obj": per_image(obj * tf.square(conf - 1.0)),
         "noobj": per_image(noobj * tf.square(conf)),
-        "class": per_image(obj * cls),
+        "class": per_image(obj * typed * cls),
     }
 
 

@@ -3,7 +3,10 @@
 Data contract (pandas DataFrames, one row per box):
 
 - ground truth ``gt``: ``image_id`` (str), ``class_idx`` (int 0..9, see
-  :data:`bloodcell.classes.CLASS_NAMES`), ``x``, ``y``, ``w``, ``h`` (float, **pixels**;
+  :data:`bloodcell.classes.CLASS_NAMES`, or -1 for a white cell of unknown type, which is never
+  counted as a wrong class: COCOeval ignores any WBC-type detection on it, exact match does not
+  compare WBC types on its image, and counts leave it out), ``x``, ``y``, ``w``, ``h`` (float,
+  **pixels**;
   ``x``, ``y`` is the box's **top-left** corner; continuous coordinates, so a box covers
   ``[x, x + w) x [y, y + h)`` and its area is ``w * h``, with no ``+1``).
 - detections ``det``: the same columns plus ``score`` (float in [0, 1]).
@@ -26,7 +29,7 @@ import pandas as pd
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bloodcell.classes import CLASS_INDEX, CLASS_NAMES, WBC_CLASSES
+from bloodcell.classes import CLASS_INDEX, CLASS_NAMES, UNTYPED_WBC_INDEX, WBC_CLASSES
 
 BOX_COLUMNS = ("image_id", "class_idx", "x", "y", "w", "h")
 """Ground-truth columns; detections add ``score``."""
@@ -45,9 +48,11 @@ def _boxes(df: pd.DataFrame | None, with_score: bool, name: str) -> pd.DataFrame
     out = df.loc[:, cols].reset_index(drop=True).copy()
     out["image_id"] = out["image_id"].astype(str)
     out["class_idx"] = out["class_idx"].astype(int)
-    bad = out.loc[~out["class_idx"].between(0, len(CLASS_NAMES) - 1), "class_idx"]
+    lowest = UNTYPED_WBC_INDEX if name == "gt" else 0
+    bad = out.loc[~out["class_idx"].between(lowest, len(CLASS_NAMES) - 1), "class_idx"]
     if len(bad):
-        raise ValueError(f"{name} has class_idx outside 0..{len(CLASS_NAMES) - 1}: {bad.iloc[0]}")
+        raise ValueError(f"{name} has class_idx outside {lowest}..{len(CLASS_NAMES) - 1}: "
+                         f"{bad.iloc[0]}")
     for c in cols[2:]:
         out[c] = out[c].astype(float)
     return out
@@ -89,14 +94,20 @@ def _xywh(df: pd.DataFrame) -> np.ndarray:
 
 
 def _coco_anns(df: pd.DataFrame, id_map: Mapping[str, int], with_score: bool) -> list[dict]:
-    """COCO annotations (ids from 1: pycocotools reads id 0 as "unmatched")."""
+    """COCO annotations (ids from 1: pycocotools reads id 0 as "unmatched").
+
+    An untyped white cell (class -1) becomes one ignored (``iscrowd``) box per WBC type, so a
+    detection of any type on it is neither a true nor a false positive.
+    """
     anns = []
-    for k, r in enumerate(df.itertuples(index=False), start=1):
-        ann = {"id": k, "image_id": id_map[r.image_id], "category_id": int(r.class_idx) + 1,
-               "bbox": [r.x, r.y, r.w, r.h], "area": r.w * r.h, "iscrowd": 0}
-        if with_score:
-            ann["score"] = float(r.score)
-        anns.append(ann)
+    for r in df.itertuples(index=False):
+        typed = r.class_idx != UNTYPED_WBC_INDEX
+        for c in [r.class_idx] if typed else range(len(WBC_CLASSES)):
+            ann = {"id": len(anns) + 1, "image_id": id_map[r.image_id], "category_id": int(c) + 1,
+                   "bbox": [r.x, r.y, r.w, r.h], "area": r.w * r.h, "iscrowd": int(not typed)}
+            if with_score:
+                ann["score"] = float(r.score)
+            anns.append(ann)
     return anns
 
 
@@ -250,9 +261,10 @@ def original_map(gt: pd.DataFrame, det: pd.DataFrame, iou_threshold: float = 0.3
 
 
 def _multi_hot(df: pd.DataFrame, ids: list[str]) -> np.ndarray:
-    """(len(ids), 10) bool: class present in each image."""
+    """(len(ids), 10) bool: class present in each image (untyped white cells left out)."""
     hot = np.zeros((len(ids), len(CLASS_NAMES)), bool)
     row = {s: n for n, s in enumerate(ids)}
+    df = df[df["class_idx"] >= 0]
     hot[[row[i] for i in df["image_id"]], df["class_idx"].to_numpy(int)] = True
     return hot
 
@@ -261,15 +273,19 @@ def exact_match_accuracy(gt: pd.DataFrame, det: pd.DataFrame, image_ids: Sequenc
                          score_threshold: float = 0.0) -> float:
     """Share of images whose detected-class multi-hot (10) equals the GT multi-hot exactly.
 
-    Detections count when ``score >= score_threshold``. Returns a ratio in [0, 1] (the
-    original printed it in percent); 0.0 when ``image_ids`` is empty.
+    Detections count when ``score >= score_threshold``. On an image with an untyped white cell
+    the five WBC types are not compared. Returns a ratio in [0, 1] (the original printed it in
+    percent); 0.0 when ``image_ids`` is empty.
     """
     gt, det = _boxes(gt, False, "gt"), _boxes(det, True, "det")
     ids = _image_list(image_ids, gt, det)
     if not ids:
         return 0.0
     det = det[det["score"] >= score_threshold]
-    same = np.all(_multi_hot(gt, ids) == _multi_hot(det, ids), axis=1)
+    compared = np.ones((len(ids), len(CLASS_NAMES)), bool)
+    untyped = set(gt.loc[gt["class_idx"] == UNTYPED_WBC_INDEX, "image_id"])
+    compared[[n for n, i in enumerate(ids) if i in untyped], : len(WBC_CLASSES)] = False
+    same = np.all((_multi_hot(gt, ids) == _multi_hot(det, ids)) | ~compared, axis=1)
     return float(np.mean(same))
 
 
@@ -358,9 +374,10 @@ def rbc_metrics(gt: pd.DataFrame, det: pd.DataFrame, image_ids: Sequence[str],
 
 
 def _counts(df: pd.DataFrame, ids: list[str]) -> np.ndarray:
-    """(len(ids), 10) int: boxes of each class in each image."""
+    """(len(ids), 10) int: boxes of each class in each image (untyped white cells left out)."""
     out = np.zeros((len(ids), len(CLASS_NAMES)), int)
     row = {s: n for n, s in enumerate(ids)}
+    df = df[df["class_idx"] >= 0]
     np.add.at(out, ([row[i] for i in df["image_id"]], df["class_idx"].to_numpy(int)), 1)
     return out
 

@@ -21,7 +21,14 @@ import pyarrow.parquet as pq
 
 from bloodcell.atomic import atomic_dir
 from bloodcell.backgrounds import RECIPE_NAME, render_background
-from bloodcell.classes import CLASS_INDEX, CLASS_NAMES, PLATELET_CLASSES, WBC_CLASSES
+from bloodcell.classes import (
+    CLASS_INDEX,
+    LABEL_INDEX,
+    PLATELET_CLASSES,
+    UNTYPED_WBC,
+    WBC_CLASSES,
+    label_name,
+)
 from bloodcell.compose import Cut, load_cuts, paste, rotate, split_ids, tight_box, transform
 from bloodcell.errors import UserError
 from bloodcell.imageio import encode_png
@@ -38,6 +45,9 @@ from bloodcell.shards import (
 log = logging.getLogger(__name__)
 SIZE = 224
 OBJECT_LABEL = 1_000_000
+AFFIXED = (*WBC_CLASSES, *PLATELET_CLASSES, UNTYPED_WBC)
+"""Sample classes affixed on backgrounds; an untyped white cell keeps label -1 (or becomes a
+partial WBC, whose class does not depend on the type)."""
 PARTIAL = CLASS_INDEX["partialWBC"]
 SHEET_NAME = "contact_sheet.png"
 
@@ -152,7 +162,7 @@ def affix(rng: np.random.Generator, img: np.ndarray, labels: np.ndarray, cut: Cu
         if overlaps(box, placed):
             continue
         paste(img, labels, a_img, a_mask, x, y, OBJECT_LABEL + len(placed))
-        cls = PARTIAL if partial else CLASS_INDEX[cut.class_name]
+        cls = PARTIAL if partial else LABEL_INDEX[cut.class_name]
         placed.append(Placed(cls, box, float(vis.sum()) / total, cut.sample_id))
         return True
     return False
@@ -177,8 +187,8 @@ def visible_rbcs(bg: Background, labels: np.ndarray, wx: int, wy: int,
 
 
 def object_classes(pool: dict[str, list[Cut]]) -> list[str]:
-    """Classes that can be affixed in this split, in class order."""
-    return [c for c in (*WBC_CLASSES, *PLATELET_CLASSES) if pool.get(c)]
+    """Classes that can be affixed in this split, in class order (untyped white cells last)."""
+    return [c for c in AFFIXED if pool.get(c)]
 
 
 def make_image(rng: np.random.Generator, bg: Background, pool: dict[str, list[Cut]],
@@ -194,7 +204,7 @@ def make_image(rng: np.random.Generator, bg: Background, pool: dict[str, list[Cu
     for _ in range(n_objects if classes else 0):
         cls = classes[int(rng.integers(len(classes)))]
         cut = pool[cls][int(rng.integers(len(pool[cls])))]
-        partial = cls in WBC_CLASSES and rng.random() < cfg.partial_share
+        partial = cls in (*WBC_CLASSES, UNTYPED_WBC) and rng.random() < cfg.partial_share
         corner = bool(rng.random() < cfg.corner_share)
         affix(rng, img, labels, cut, partial, corner, placed)
     return img, placed, visible_rbcs(bg, labels, wx, wy, cfg.min_visible), (wx, wy)
@@ -232,7 +242,7 @@ def object_rows(iid: str, cfg: SynthConfig, bg: Background, placed: list[Placed]
     """Rows of OBJECT_SCHEMA for one image: affixed objects first, then RBCs."""
     rows = [(p.class_idx, p.box, p.visible, p.sample_id) for p in placed]
     rows += [(int(bg.classes[i]), box, share, bg.sample_ids[i]) for i, box, share in rbcs]
-    return [(iid, cfg.split, cfg.shard, k, c, CLASS_NAMES[c], *box, vis, sid, bg.bg_id, *window)
+    return [(iid, cfg.split, cfg.shard, k, c, label_name(c), *box, vis, sid, bg.bg_id, *window)
             for k, (c, box, vis, sid) in enumerate(rows)]
 
 
@@ -279,7 +289,7 @@ def run(split_csv: Path, extract_dirs: list[Path], backgrounds_dir: Path, outdir
     bgs = load_backgrounds(backgrounds_dir / RECIPE_NAME, cfg)
     ids = split_ids(split_csv, cfg.split)
     cuts = {c.sample_id: c for c in load_cuts(extract_dirs, ids, {"_", "Infected"})}
-    objects = load_cuts(extract_dirs, ids, {*WBC_CLASSES, *PLATELET_CLASSES})
+    objects = load_cuts(extract_dirs, ids, set(AFFIXED))
     pool: dict[str, list[Cut]] = {}
     for c in objects:
         pool.setdefault(c.class_name, []).append(c)

@@ -9,7 +9,9 @@ Responsibility: every anchor whose centre-aligned IoU with the box exceeds ``mat
 original: 0.7), else the single best anchor. Widths and heights below 1 px are raised to 1 px
 so that ln() stays finite (the original could take ln(0)). When two objects claim the same
 cell and anchor, the later object in the label order wins, as in the original, but
-deterministically (no scatter race).
+deterministically (no scatter race). An object of class -1 (an untyped white cell,
+bloodcell.classes.UNTYPED_WBC_INDEX) gets an all-zero class one-hot: the loss then skips its
+class term, and the classifier's multi-hot label leaves it out.
 """
 
 from __future__ import annotations

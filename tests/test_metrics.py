@@ -227,3 +227,18 @@ def test_parasitemia_and_wbc_differential() -> None:
     assert diff == {"Eosinophil": 25.0, "Basophil": 0.0, "Neutrophil": 50.0,
                     "Lymphocytes": 25.0, "Monocytes": 0.0}
     assert wbc_differential({"partialWBC": 3}) == dict.fromkeys(CLASS_NAMES[:5])
+
+
+def test_an_untyped_white_cell_is_never_a_wrong_class() -> None:
+    gt = boxes(("a", EOS, 10, 10, 50, 50), ("b", EOS, 100, 100, 60, 40),
+               ("a", -1, 120, 100, 60, 60))
+    right = dets(("a", EOS, 10, 10, 50, 50, 0.9), ("b", EOS, 100, 100, 60, 40, 0.9))
+    on_untyped = dets(("a", BASO, 120, 100, 60, 60, 0.95), ("a", EOS, 121, 100, 60, 60, 0.99))
+    both = pd.concat([right, on_untyped], ignore_index=True)
+    assert coco(gt, both)["map50"] == pytest.approx(1.0)  # neither type is a false positive
+    assert coco(gt, right)["map50"] == pytest.approx(1.0)  # and missing it is no false negative
+    assert coco(gt, both)["per_class_ap50"]["Basophil"] is None
+    elsewhere = dets(("a", EOS, 150, 10, 50, 50, 0.99))  # a WBC box away from the untyped cell
+    assert coco(gt, pd.concat([right, elsewhere]))["per_class_ap50"]["Eosinophil"] < 1.0
+    assert exact_match_accuracy(gt, both, ["a", "b"]) == 1.0
+    assert count_errors(gt, right, ["a", "b"])["Eosinophil"]["gt_total"] == 2

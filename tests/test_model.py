@@ -170,3 +170,21 @@ def test_cross_entropy_class_term_is_near_zero_when_right_and_large_when_wrong()
     assert float(detector_terms(t, wrong, "ce")["class"][0]) > 10  # MSE saturates at 2
     assert float(detector_terms(t, wrong, "mse")["class"][0]) <= 2.0 + 1e-6
     assert float(detector_loss(t, wrong, ce)) > float(detector_loss(t, wrong, LossWeights()))
+
+
+@pytest.mark.parametrize("form", ["mse", "ce"])
+def test_an_untyped_white_cell_trains_box_and_objectness_but_not_the_class(form):
+    typed = targets_for([[40, 70, 90, 90]], [2])[None]
+    untyped = targets_for([[40, 70, 90, 90]], [-1])[None]
+    assert untyped[..., 14].sum() == typed[..., 14].sum() > 0  # same responsible anchors
+    assert untyped[..., :10].sum() == 0
+    out = perfect_output(typed[0])[None]
+    out[..., :10] = np.roll(out[..., :10], 3, axis=-1)  # confidently the wrong type
+    out[..., 12:14] += 0.5  # and a box off by a factor e^0.5
+    t_typed, t_untyped = detector_terms(typed, out, form), detector_terms(untyped, out, form)
+    assert float(t_typed["class"][0]) > 0.5
+    assert float(t_untyped["class"][0]) == 0.0
+    for term in ("coord", "obj", "noobj"):
+        assert float(t_untyped[term][0]) == pytest.approx(float(t_typed[term][0]))
+    assert float(t_untyped["coord"][0]) > 0.4
+    assert multi_hot(tf.constant([-1, 8], tf.int64)).numpy().tolist() == [0] * 8 + [1, 0]
