@@ -1,0 +1,149 @@
+"""Single-WBC images with nucleus/cytoplasm masks (Zheng et al. 2018, "segmentation_WBC").
+
+Layout (ROOT is the folder given to extract-wbcseg)::
+
+    ROOT/Dataset 1/NNN.bmp                 120x120 RGB, one WBC, yellowish background
+    ROOT/Dataset 1/NNN.png                 8-bit mask: 0 background, 128 cytoplasm, 255 nucleus
+    ROOT/Dataset 2/NNN.bmp, NNN.png        300x300, purple stain, RBCs around the WBC
+    ROOT/Class Labels of Dataset N.csv     ``image ID,class label`` (Dataset 2's header says
+                                           ``image ID,class``); label 1..5 = Neutrophil,
+                                           Lymphocytes, Monocytes, Eosinophil, Basophil
+
+The cell is every non-zero mask pixel (cytoplasm + nucleus; Dataset 2 has a few stray
+values along edges), reduced to its largest 8-connected component with holes filled. An
+image whose ID is not in its dataset's CSV, or without a usable mask, is a QC entry.
+
+The two datasets were filmed at different magnifications, so each has its own scale
+(native px -> 40x-scale px; see raw/README.md). Measured on the shared subset: Dataset 2's
+isolated RBCs (green below Otsu, WBC removed, round components not touching the border)
+have a median box of about 72 px (sqrt(w*h)), so 35 / 72 = 0.49. Dataset 1 crops are tight
+and show RBCs only as faint ghosts, so its scale matches its median WBC mask box (81.5 px)
+to Dataset 2's after scaling (171 px * 0.49 = 84 px): about 1.0 (a Hough-circle estimate
+of the ghosts, about 38 px across, gives 0.93, consistent).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from bloodcell.errors import UserError
+from bloodcell.extract import MaskJob, read_source, sha256_hex
+from bloodcell.imageio import ImageProblem, read_mask
+from bloodcell.masks import fill_holes, largest_component
+from bloodcell.samples import Sample, Skip
+from bloodcell.scale import crop, mask_box, rescale
+from bloodcell.sources.layout import list_images, require_layout
+
+SOURCE = "wbcseg"
+DATASETS = (1, 2)
+LABELS = {1: "Neutrophil", 2: "Lymphocytes", 3: "Monocytes", 4: "Eosinophil", 5: "Basophil"}
+CLASSES = ["Eosinophil", "Basophil", "Neutrophil", "Lymphocytes", "Monocytes"]
+DB = "wbc-seg (Zheng 2018)"
+
+Job = MaskJob
+"""One single-WBC image, its mask, class and the extract params (scale of its dataset)."""
+
+
+def labels_csv(root: Path, dataset: int) -> Path:
+    """ROOT/'Class Labels of Dataset N.csv'."""
+    return root / f"Class Labels of Dataset {dataset}.csv"
+
+
+def read_labels(path: Path) -> dict[int, str]:
+    """Image ID -> class name from a class-label CSV; UserError for a missing or bad file.
+
+    The header's first column must start with ``image`` and the second with ``class``;
+    IDs are whole numbers, labels 1..5.
+    """
+    if not path.is_file():
+        raise UserError(f"{path}: class-label CSV not found; put it beside the dataset folder "
+                        "(see raw/README.md)")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    head = [c.strip().lower() for c in rows[0]] if rows else []
+    if len(head) != 2 or not head[0].startswith("image") or not head[1].startswith("class"):
+        raise UserError(f"{path}:1: header is {rows[0] if rows else 'missing'}, expected "
+                        "image ID,class label; fix or re-download the CSV")
+    labels: dict[int, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        try:
+            image_id, label = int(row[0]), int(row[1])
+        except (IndexError, ValueError):
+            raise UserError(f"{path}:{line}: expected a whole image ID and a label 1-5, got "
+                            f"{','.join(row)}; fix the CSV") from None
+        if label not in LABELS:
+            raise UserError(f"{path}:{line}: class label {label} is not 1-5; fix the CSV")
+        labels[image_id] = LABELS[label]
+    return labels
+
+
+def image_id(path: Path) -> int | None:
+    """The numeric ID of ``NNN.bmp`` (None when the stem is not a number)."""
+    return int(path.stem) if path.stem.isdigit() else None
+
+
+def plan_dataset(root: Path, dataset: int, scale: float, pad: int,
+                 min_area: int) -> tuple[list[Job], list[Skip]]:
+    """Jobs for the .bmp images of one dataset; skips for images without a class label."""
+    folder = require_layout(root, f"Dataset {dataset}", DB)
+    labels = read_labels(labels_csv(root, dataset))
+    files, _ = list_images(folder)
+    images = [p for p in files if p.suffix.lower() == ".bmp"]
+    if not images:
+        raise UserError(f"{folder}: no NNN.bmp images; re-download or re-unpack the {DB} data")
+    jobs: list[Job] = []
+    skips: list[Skip] = []
+    for p in images:
+        rel = p.relative_to(root).as_posix()
+        n = image_id(p)
+        if n is None or n not in labels:
+            skips.append(Skip(rel, "", f"image ID not in {labels_csv(root, dataset).name}, "
+                              "ignored; add its class to the CSV"))
+            continue
+        jobs.append(Job(p, p.with_suffix(".png"), rel, labels[n], scale, pad, min_area))
+    return jobs, skips
+
+
+def plan(root: Path, scales: dict[int, float], pad: int, min_area: int,
+         datasets: Sequence[int] = DATASETS) -> tuple[list[Job], list[Skip]]:
+    """Jobs for every labelled image of the chosen datasets, each with its dataset's scale."""
+    jobs: list[Job] = []
+    skips: list[Skip] = []
+    for d in sorted(set(datasets)):
+        if d not in scales or scales[d] is None:
+            raise UserError(f"Dataset {d} is chosen but has no scale; pass --scale-{d}")
+        j, s = plan_dataset(root, d, scales[d], pad, min_area)
+        jobs += j
+        skips += s
+    return jobs, skips
+
+
+def process(job: Job) -> list[Sample | Skip]:
+    """Cut the WBC (cytoplasm + nucleus) by its mask and bring it to the 40x scale."""
+    try:
+        data, img = read_source(job.path)
+    except ImageProblem as err:
+        return [Skip(job.rel, job.class_name, str(err))]
+    if not job.mask_path.is_file():
+        return [Skip(job.rel, job.class_name, f"no mask {job.mask_path.name}")]
+    try:
+        mask = read_mask(job.mask_path)
+    except ImageProblem as err:
+        return [Skip(job.rel, job.class_name, f"mask {job.mask_path.name}: {err}")]
+    if mask.shape != img.shape[:2]:
+        return [Skip(job.rel, job.class_name,
+                     f"mask is {mask.shape[1]}x{mask.shape[0]} px but the image is "
+                     f"{img.shape[1]}x{img.shape[0]} px; use the mask made for this image")]
+    cell = largest_component(mask, job.min_area)
+    if cell is None:
+        return [Skip(job.rel, job.class_name, f"mask holds no cell of at least {job.min_area} "
+                     "px; lower --min-area")]
+    cell = fill_holes(cell)
+    box = mask_box(cell, job.pad)
+    small, small_mask = rescale(crop(img, box), crop(cell, box), job.scale)
+    return [Sample(f"{SOURCE}/{job.rel}", SOURCE, job.class_name, job.rel, sha256_hex(data),
+                   box, small, small_mask)]
