@@ -13,6 +13,7 @@ include: "workflow/rules/sources.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/real.smk"
 
 
 rule all:
@@ -24,3 +25,5 @@ rule all:
         expand("metrics/dataset/{shard}.json", shard=SHARDS),
         "metrics/evaluate.json",
         "metrics/evaluate_slides.json",
+        REAL_TILES,
+        expand("metrics/evaluate_real/{name}.json", name=REAL_SETS),

@@ -138,6 +138,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=threshold, default=12,
                    help="cell-vs-black threshold on the brightest channel, or otsu")
 
+    p = sub.add_parser("extract-wbcseg", help="cut single WBCs of wbc-seg (Zheng 2018) with "
+                       "their masks",
+                       description="Cut the WBCs of ROOT/'Dataset N'/NNN.bmp with the "
+                       "nucleus+cytoplasm masks NNN.png, classes from ROOT/'Class Labels of "
+                       "Dataset N.csv', bring them to the 40x scale (each dataset has its own "
+                       "magnification, hence its own scale).")
+    p.add_argument("root", type=Path, help="folder holding 'Dataset 1/', 'Dataset 2/' and the "
+                   "class-label CSVs")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--dataset", type=int, choices=[1, 2], nargs="+", default=[1, 2],
+                   help="which datasets to extract (default: 1 2)")
+    p.add_argument("--scale-1", type=positive_float, metavar="S",
+                   help="resize factor of Dataset 1 (120x120 crops) to the 40x scale; "
+                   "required when Dataset 1 is extracted")
+    p.add_argument("--scale-2", type=positive_float, metavar="S",
+                   help="resize factor of Dataset 2 (300x300 crops) to the 40x scale; "
+                   "required when Dataset 2 is extracted")
+    p.add_argument("--pad", type=non_negative_int, default=2,
+                   help="pixels of context kept around each cell's mask box (default 2)")
+    p.add_argument("--min-area", type=positive_int, default=1000,
+                   help="smallest cell mask in native px (default 1000)")
+
+    p = sub.add_parser("extract-voc", help="cut the cells of Pascal VOC smears (BCCD) at their "
+                       "boxes",
+                       description="Cut the annotated cells of the images of one image set of "
+                       "ROOT/BCCD (JPEGImages/, Annotations/*.xml, ImageSets/Main/NAME.txt) with "
+                       "threshold masks inside each box, bring them to the 40x scale. RBC -> _, "
+                       "Platelets -> Thrombocytes, WBC -> WBC (type unknown).")
+    p.add_argument("root", type=Path, help="folder holding BCCD/ (or the VOC set folder itself)")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--image-set", required=True, metavar="NAME",
+                   help="use the images of ImageSets/Main/NAME.txt (e.g. train)")
+    add_sample_args(p, 60)
+
+    p = sub.add_parser("extract-iml", help="cut the RBCs of IML malaria smears at their boxes",
+                       description="Cut the annotated cells of the listed images of "
+                       "ROOT/IML_Malaria with ROOT/annotations.json boxes and threshold masks, "
+                       "bring them to the 40x scale. 'red blood cell' -> _, ring / trophozoite "
+                       "/ schizont / gametocyte -> Infected, difficult ignored.")
+    p.add_argument("root", type=Path, help="folder holding IML_Malaria/ and annotations.json")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--images-list", type=Path, required=True, metavar="FILE",
+                   help="text file naming the images to use, one a line "
+                   "(e.g. config/lists/iml-train.txt)")
+    add_sample_args(p, 60)
+
     p = sub.add_parser("split", help="assign samples to train/valid/test",
                        description="Split every source and class's samples 80/10/10 (or as "
                        "given) by sample; write OUTDIR/split.csv and summary.csv.")
@@ -149,13 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=share, default=0.1)
 
     add_dataset_parsers(sub)
-    from bloodcell import cli_train, detect, export, lineage
+    from bloodcell import cli_train, detect, evaluate_images, export, lineage, real_tiles
 
+    real_tiles.add_parser(sub)
     export.add_parser(sub)
     lineage.add_parser(sub)
     cli_train.add_parsers(sub)
     cli_train.add_eval_parsers(sub)
     detect.add_parser(sub)
+    evaluate_images.add_parser(sub)
 
     p = sub.add_parser("params", help="check params.yaml or switch to a preset")
     psub = p.add_subparsers(dest="params_command", required=True, parser_class=_Parser)
@@ -313,6 +361,19 @@ def cmd_extract(a: argparse.Namespace) -> None:
         from bloodcell.sources import mamic as mod
 
         jobs, skips = mod.plan(a.root, a.crops, a.scale, a.pad, a.min_area)
+    elif db == "wbcseg":
+        from bloodcell.sources import wbcseg as mod
+
+        jobs, skips = mod.plan(a.root, {1: a.scale_1, 2: a.scale_2}, a.pad, a.min_area,
+                               a.dataset)
+    elif db == "voc":
+        from bloodcell.sources import voc as mod
+
+        jobs, skips = mod.plan(a.root, a.image_set, a.scale, a.pad, a.min_area)
+    elif db == "iml":
+        from bloodcell.sources import iml as mod
+
+        jobs, skips = mod.plan(a.root, a.images_list, a.scale, a.pad, a.min_area)
     else:
         from bloodcell.sources import kaggle as mod
 
@@ -345,6 +406,9 @@ HANDLERS = {
     "extract-iumc": cmd_extract,
     "extract-mamic": cmd_extract,
     "extract-kaggle": cmd_extract,
+    "extract-wbcseg": cmd_extract,
+    "extract-voc": cmd_extract,
+    "extract-iml": cmd_extract,
     "split": cmd_split,
     "backgrounds": cmd_backgrounds,
     "synth": cmd_synth,

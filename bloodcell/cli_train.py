@@ -82,6 +82,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--map-score-threshold", type=float, default=0.01,
                    help="lowest score kept for the validation mAP (AP integrates over scores)")
     p.add_argument("--nms-iou", type=float, default=0.45)
+    p.add_argument("--real-tiles", type=Path,
+                   help="a real_tiles shard folder (data/real_tiles) to mix into training")
+    p.add_argument("--real-share", type=float, default=0.0,
+                   help="share of each epoch's images drawn from --real-tiles (0..0.9)")
     p.set_defaults(func=cmd_train)
 
 
@@ -104,8 +108,11 @@ def cmd_train(a: argparse.Namespace) -> None:
             match_iou=a.match_iou, weights=LossWeights(*a.lambdas, a.class_loss),
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
-            mixed_precision=a.precision == "mixed")
+            mixed_precision=a.precision == "mixed", real_share=a.real_share)
         init = a.init
+        if not 0 <= a.real_share <= 0.9 or (a.real_share > 0 and a.real_tiles is None):
+            raise UserError(f"--real-share {a.real_share} must lie in 0..0.9 and needs "
+                            "--real-tiles (see train_detector.real_share in params.yaml)")
     if not a.shards.is_dir():
         raise UserError(f"{a.shards} does not exist: run the synth stage first")
     train_dirs, valid_dirs = shard_dirs(a.shards, "train"), shard_dirs(a.shards, "valid")
@@ -113,7 +120,8 @@ def cmd_train(a: argparse.Namespace) -> None:
         raise UserError(f"{a.shards} has no train-* or no valid-* shard: check synth.shards in "
                         "params.yaml")
     key = [f"{k}={v}" for k, v in sorted(vars(a).items()) if k not in ("log", "quiet", "func")]
-    train.run(cfg, train_dirs, valid_dirs, a.model, a.history, a.metrics, key, init)
+    real = [a.real_tiles] if getattr(a, "real_tiles", None) is not None else []
+    train.run(cfg, train_dirs, valid_dirs, a.model, a.history, a.metrics, key, init, real)
 
 
 def add_decode(p: argparse.ArgumentParser, anchors_required: bool = True) -> None:

@@ -73,6 +73,33 @@ def dataset(files: Sequence[str], batch: int, kind: str, *, shuffle_seed: int | 
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
+def mixed(files: Sequence[str], real_files: Sequence[str], share: float, n_images: int,
+          batch: int, seed: int, anchors: tuple[tuple[float, float], ...], match_iou: float
+          ) -> tf.data.Dataset:
+    """One epoch of detector batches of ``n_images`` images, ``round(share * n_images)`` of them
+    real tiles (drawn from the seeded, repeated real shard) and the rest the first synthetic
+    images of a seeded shuffle, interleaved in a seeded order: deterministic for a seed."""
+    import numpy as np
+
+    n_real = int(round(share * n_images))
+    synth = tf.data.TFRecordDataset(list(files)).shuffle(
+        SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False).take(n_images - n_real)
+    real = tf.data.TFRecordDataset(list(real_files)).repeat().shuffle(
+        SHUFFLE_BUFFER, seed=seed + 1, reshuffle_each_iteration=True).take(n_real)
+    order = np.random.default_rng(seed).permutation(
+        np.r_[np.zeros(n_images - n_real, np.int64), np.ones(n_real, np.int64)])
+    ds = tf.data.Dataset.choose_from_datasets([synth, real], tf.data.Dataset.from_tensor_slices(
+        order))
+
+    def label(ex: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        return ex["image"], detector_targets(ex["boxes"], ex["classes"], anchors, match_iou)
+
+    ds = ds.map(lambda s: label(parse(s)), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 def examples(files: Sequence[str], batch: int) -> tf.data.Dataset:
     """Batches of parsed examples for evaluation: images plus ragged boxes and classes."""
     ds = tf.data.TFRecordDataset(list(files)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)

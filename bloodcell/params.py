@@ -17,6 +17,7 @@ from bloodcell.errors import UserError
 
 SCHEMA = Path("workflow/schemas/params.schema.yaml")
 PRESETS = Path("config")
+DEFAULT_DATABASES = ("lisc", "iumc", "mamic", "kaggle")
 
 
 def load_yaml(path: Path) -> object:
@@ -54,7 +55,23 @@ def validate(params: object, where: Path, project: Path) -> dict:
     bg = params["backgrounds"]
     if bg["rbc_min"] > bg["rbc_max"]:
         raise UserError(f"{where}: backgrounds.rbc_min exceeds backgrounds.rbc_max")
+    check_sources(params, where)
     return params
+
+
+def check_sources(params: dict, where: Path) -> None:
+    """Every database has its extract params; real tiles are mixed in only when they exist."""
+    databases = params["sources"].get("databases", dict.fromkeys(DEFAULT_DATABASES))
+    for db in databases:
+        if db not in params["extract"]:
+            raise UserError(f"{where}: sources.databases names {db} but extract.{db} is "
+                            "missing; add its params (see config/params-public.yaml)")
+    if "mamic" in databases and "mamic_crops" not in params["sources"]:
+        raise UserError(f"{where}: sources.mamic_crops is needed for the mamic database")
+    share = params["train_detector"].get("real_share", 0.0)
+    if share > 0.9 or (share > 0 and "real_tiles" not in params):
+        raise UserError(f"{where}: train_detector.real_share {share} needs a real_tiles "
+                        "section and must be at most 0.9")
 
 
 def check(path: Path) -> dict:

@@ -56,6 +56,8 @@ class TrainConfig:
     """Post-processing for the validation mAP (a low threshold: AP integrates over scores)."""
     mixed_precision: bool = False
     deterministic: bool = True
+    real_share: float = 0.0
+    """Share of each detector epoch's images drawn from real tiles (when a real shard is given)."""
 
 
 def parse_schedule(text: str) -> tuple[tuple[int, float], ...]:
@@ -160,11 +162,16 @@ def improved(cfg: TrainConfig, value: float, best: float | None) -> bool:
     return value < best if cfg.select == "loss" else value > best
 
 
-def datasets(cfg: TrainConfig, train_files: list[str], valid_files: list[str], epoch: int):
+def datasets(cfg: TrainConfig, run: Session, epoch: int, n_images: int):
+    """The epoch's training batches (synthetic, or mixed with real tiles) and validation ones."""
     kw = {"anchors": cfg.anchors, "match_iou": cfg.match_iou}
-    train = data.dataset(train_files, cfg.batch, cfg.kind, shuffle_seed=cfg.seed * 1000 + epoch,
-                         **kw)
-    return train, data.dataset(valid_files, cfg.batch, cfg.kind, **kw)
+    seed = cfg.seed * 1000 + epoch
+    if run.real_files and cfg.real_share > 0:
+        train = data.mixed(run.train_files, run.real_files, cfg.real_share, n_images, cfg.batch,
+                           seed, **kw)
+    else:
+        train = data.dataset(run.train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw)
+    return train, data.dataset(run.valid_files, cfg.batch, cfg.kind, **kw)
 
 
 def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
@@ -178,13 +185,17 @@ def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
 
 
 def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_dir: Path,
-        init_from: Path | None = None) -> tuple[keras.Model, dict]:
+        init_from: Path | None = None, real_files: tuple[str, ...] = ()
+        ) -> tuple[keras.Model, dict]:
     """Train (or resume) one phase; returns the best model and the final state."""
     setup(cfg)
     net = build(cfg, init_from)
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(cfg.schedule, 1))
     stats = {"train_images": data.count_records(train_files),
              "valid_images": data.count_records(valid_files)}
+    if real_files:
+        stats["real_tiles"] = data.count_records(real_files)
+        stats["real_share"] = cfg.real_share
     if stats["train_images"] == 0 or stats["valid_images"] == 0:
         raise UserError(f"no training or validation images in {train_files + valid_files}: "
                         "run the synth stage first")
@@ -194,7 +205,8 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
         state = checkpoint.restore(done, net, optimizer)
         log.info("resuming %s after epoch %d from %s", cfg.kind, state["epoch"], done)
     run = Session(cfg, net, optimizer, step_fn(net, optimizer, loss_function(cfg)),
-                  validator(cfg, net, valid_files), train_files, valid_files, state_dir)
+                  validator(cfg, net, valid_files), train_files, valid_files, state_dir,
+                  tuple(real_files))
     best_path = done / "best.weights.h5" if done is not None else None
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         best_path = train_one(run, epoch, state, best_path)
@@ -215,6 +227,7 @@ class Session:
     train_files: list[str]
     valid_files: list[str]
     state_dir: Path
+    real_files: tuple[str, ...] = ()
 
 
 def train_one(run: Session, epoch: int, state: dict, best_path: Path | None) -> Path:
@@ -223,7 +236,7 @@ def train_one(run: Session, epoch: int, state: dict, best_path: Path | None) -> 
     cfg = run.cfg
     lr = learning_rate(cfg.schedule, epoch)
     run.optimizer.learning_rate.assign(lr)
-    train_ds, valid_ds = datasets(cfg, run.train_files, run.valid_files, epoch)
+    train_ds, valid_ds = datasets(cfg, run, epoch, state["data"]["train_images"])
     start = time.perf_counter()
     loss, speed = run_epoch(run.step, train_ds, state["data"]["train_images"],
                             f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
@@ -298,14 +311,15 @@ def write_outputs(net: keras.Model, state: dict, cfg: TrainConfig, model_path: P
 
 def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_path: Path,
         history_csv: Path, metrics_json: Path, key_args: list[str],
-        init_from: Path | None = None) -> None:
+        init_from: Path | None = None, real_dirs: list[Path] | None = None) -> None:
     """Train one phase from shard folders and write its outputs; resumes when it can."""
-    inputs = [*train_dirs, *valid_dirs, *([init_from] if init_from else [])]
+    real_dirs = real_dirs or []
+    inputs = [*train_dirs, *valid_dirs, *([init_from] if init_from else []), *real_dirs]
     for path in inputs:
         if not Path(path).exists():
             raise UserError(f"{path} does not exist: run the stages before training first")
     state_dir = checkpoint.STATE_ROOT / f"train_{cfg.kind}-{checkpoint.state_key(key_args, inputs)}"
     net, state = fit(cfg, data.record_files(train_dirs), data.record_files(valid_dirs),
-                     state_dir, init_from)
+                     state_dir, init_from, tuple(data.record_files(real_dirs)))
     write_outputs(net, state, cfg, model_path, history_csv, metrics_json)
     checkpoint.clear(state_dir)

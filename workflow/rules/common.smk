@@ -9,7 +9,13 @@ validate(config, "../schemas/params.schema.yaml")
 
 
 DEMO_ROOT = "raw/demo"
-DATABASES = ["lisc", "iumc", "mamic", "kaggle"]
+DATABASE_DIRS = config["sources"].get(
+    "databases", {"lisc": "lisc", "iumc": "iumc", "mamic": "mamic", "kaggle": "kaggle"}
+)
+DATABASES = list(DATABASE_DIRS)
+RBC_DATABASES = [db for db in DATABASES if db in ("mamic", "kaggle", "voc", "iml")]
+REAL_TILES = ["data/real_tiles"] if "real_tiles" in config else []
+REAL_SETS = sorted(config.get("evaluate_real", {}))
 CONDA_ENV = "../envs/bloodcell.yaml"
 
 # Modules whose code decides a stage's output bytes (dvc.yaml lists the same deps).
@@ -23,18 +29,31 @@ EXTRACT_CODE = [
 
 
 def source_dir(db):
-    """Folder of one source database: sources.root/<db>."""
-    return f"{config['sources']['root']}/{db}"
+    """Folder of one source database: sources.root/<its folder in sources.databases>."""
+    return f"{config['sources']['root']}/{DATABASE_DIRS.get(db, db)}"
+
+
+def set_path(path):
+    """A path of an annotated set: under sources.root, unless it is config/... or all."""
+    if path == "all" or path.startswith("config/"):
+        return path
+    return f"{config['sources']['root']}/{path}"
+
+
+def set_inputs(s):
+    """The files an annotated set's stage reads: images, labels and a versioned list."""
+    files = [set_path(s["images"]), set_path(s["labels"])]
+    return files + ([] if s["list"] == "all" else [set_path(s["list"])])
 
 
 def versioned_input(path):
     """A user-supplied input file, unless it lies inside the demo databases (made by a rule)."""
-    return [] if path.startswith(f"{DEMO_ROOT}/") else [path]
+    return [] if not path or path.startswith(f"{DEMO_ROOT}/") else [path]
 
 
 def extract_params(db):
-    """The extract.<db> params of params.yaml."""
-    return config["extract"][db]
+    """The extract.<db> params of params.yaml (empty where the preset has no such database)."""
+    return config["extract"].get(db, {})
 
 
 SPLITS = ["train", "valid", "test"]
@@ -74,3 +93,33 @@ EVAL_CODE = [
     "bloodcell/inference.py",
     "bloodcell/metrics.py",
 ]
+
+
+def real_tiles_args(wildcards, input):
+    """train-detector's real-tile options: empty unless the preset has real_tiles."""
+    if not input.real:
+        return ""
+    share = config["train_detector"].get("real_share", 0.0)
+    return f" --real-tiles {input.real} --real-share {share}"
+
+
+def real_tile_sets():
+    """real-tiles' --set options, one per real_tiles.sets entry, in name order."""
+    sets = config.get("real_tiles", {}).get("sets", {})
+    return " ".join(
+        f"--set {name} {s['format']} {set_path(s['images'])} {set_path(s['labels'])}"
+        f" {set_path(s['list'])} {s['scale']} {s['class_map']}"
+        for name, s in sorted(sets.items())
+    )
+
+
+def evaluate_real_set(name):
+    """One evaluate_real entry with its paths resolved and its image-list option."""
+    s = config["evaluate_real"][name]
+    listed = "" if s["list"] == "all" else f"--images-list {set_path(s['list'])}"
+    return {
+        **s,
+        "images": set_path(s["images"]),
+        "labels": set_path(s["labels"]),
+        "list_arg": listed,
+    }

@@ -25,7 +25,7 @@ rule split:
 rule backgrounds:
     input:
         split="data/split",
-        extracts=["data/extract/mamic", "data/extract/kaggle"],
+        extracts=expand("data/extract/{db}", db=RBC_DATABASES),
         code=DATASET_CODE,
     output:
         directory("data/backgrounds/{split}"),

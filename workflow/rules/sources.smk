@@ -75,7 +75,7 @@ rule extract_iumc:
 rule extract_mamic:
     input:
         db=source_dir("mamic"),
-        crops=versioned_input(config["sources"]["mamic_crops"]),
+        crops=versioned_input(config["sources"].get("mamic_crops", "")),
         code=EXTRACT_CODE + ["bloodcell/sources/mamic.py"],
     output:
         directory("data/extract/mamic"),
@@ -89,7 +89,7 @@ rule extract_mamic:
     resources:
         mem_mb=2000,
     params:
-        crops=config["sources"]["mamic_crops"],
+        crops=config["sources"].get("mamic_crops", ""),
         p=extract_params("mamic"),
     shell:
         "bloodcell --log {log} extract-mamic {input.db} {params.crops} {output}"

@@ -30,6 +30,7 @@ rule train_detector:
     input:
         shards=expand("data/synth/{shard}", shard=SHARDS),
         init="models/classifier.keras",
+        real=REAL_TILES,
         code=TRAIN_CODE + EVAL_CODE + ["bloodcell/targets.py"],
     output:
         model="models/detector.keras",
@@ -51,6 +52,7 @@ rule train_detector:
         m=config["model"],
         d=config["decode"],
         e=config["evaluate"],
+        real=real_tiles_args,
     shell:
         "bloodcell --log {log} train-detector --shards data/synth --init {input.init}"
         " --model {output.model} --history {output.history} --metrics {output.metrics}"
@@ -60,4 +62,4 @@ rule train_detector:
         " --lambda {params.t[lambda_coord]} {params.t[lambda_noobj]} {params.t[lambda_class]}"
         " --class-loss {params.t[class_loss]} --select {params.t[select]}"
         " --map-score-threshold {params.e[map_score_threshold]}"
-        " --nms-iou {params.d[nms_iou]}"
+        " --nms-iou {params.d[nms_iou]}{params.real}"
