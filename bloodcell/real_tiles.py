@@ -245,6 +245,8 @@ def run(sets: list[TileSet], outdir: Path, cfg: TileConfig) -> int:
 
     if len({s.name for s in sets}) != len(sets):
         raise UserError("real tile sets need distinct names; rename one of the --set entries")
+    for ts in sets:  # every class map checked before any image is read
+        train_labels(ts.class_map)
     sources = [src for ts in sets for src in load_set(ts)]
     if not sources:
         raise UserError("no annotated image in any --set; check the image lists")
