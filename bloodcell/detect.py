@@ -8,16 +8,19 @@ in the input image's pixels (top-left origin), whatever ``scale`` the detector s
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bloodcell.errors import UserError
 
 SUMMARY = "summary.csv"
+log = logging.getLogger("bloodcell")
 
 
 def check_out_dir(out: Path) -> None:
@@ -34,24 +37,50 @@ def to_input_pixels(dets: pd.DataFrame, scale: float) -> pd.DataFrame:
                        h=dets["h"] / scale)
 
 
-def detect_images(paths: list[Path], detect, cfg, scale: float, out: Path) -> None:
-    """Detect on every image and write the per-image and per-run outputs into ``out``."""
+def check_scale(scale: float, what: str) -> None:
+    """UserError unless the detector's ``scale`` lies in 0.05..20 (``what`` names its source)."""
+    if not 0.05 <= scale <= 20:
+        raise UserError(f"{what}: scale {scale:g} is outside 0.05..20: check --scale/"
+                        "--rbc-diameter")
+
+
+def auto_scale(path: Path, bgr: np.ndarray) -> float:
+    """The scale of one image (uint8 BGR) from its estimated RBC diameter, logged as
+    ``IMAGE: estimated RBC diameter D px -> scale S``; UserError naming the image and the fix
+    when no estimate is possible or the scale is out of range."""
+    from bloodcell.rbc_size import require_estimate
+
+    scale, diameter = require_estimate(str(path), bgr, 1.0, "auto")
+    log.info("%s: estimated RBC diameter %.1f px -> scale %.3f", path, diameter, scale)
+    check_scale(scale, f"{path}: estimated RBC diameter {diameter:.1f} px")
+    return scale
+
+
+def detect_images(paths: list[Path], detect, cfg, scale: float | str, out: Path) -> None:
+    """Detect on every image and write the per-image and per-run outputs into ``out``.
+
+    ``scale``: the resize factor to the model's scale, or ``"auto"`` to set it per image from
+    the image's estimated RBC diameter (auto_scale).
+    """
     from bloodcell import detect_outputs as outputs
     from bloodcell.slide import clip_to_image, detect_slide
     from bloodcell.smear_io import read_smear, rescale
 
     rows, frames, images = [], [], []
-    for path in tqdm(paths, desc="detect", unit="image", file=sys.stderr,
-                     disable=len(paths) < 2):
-        bgr = read_smear(path)
-        rgb = np.ascontiguousarray(rescale(bgr, scale)[:, :, ::-1])
-        dets = clip_to_image(to_input_pixels(detect_slide(detect, rgb, cfg), scale),
-                             bgr.shape[1], bgr.shape[0]).assign(image_id=path.stem)
-        outputs.write_png(out / f"{path.stem}.png", outputs.annotate(bgr, dets))
-        outputs.write_geojson(dets, out / f"{path.stem}.geojson")
-        rows.append(outputs.summary_row(path.stem, dets))
-        frames.append(dets)
-        images.append((path.stem, path.name, bgr.shape[1], bgr.shape[0]))
+    fixed = scale
+    with logging_redirect_tqdm():  # log lines above the progress bar, not inside it
+        for path in tqdm(paths, desc="detect", unit="image", file=sys.stderr,
+                         disable=len(paths) < 2):
+            bgr = read_smear(path)
+            scale = auto_scale(path, bgr) if fixed == "auto" else fixed
+            rgb = np.ascontiguousarray(rescale(bgr, scale)[:, :, ::-1])
+            dets = clip_to_image(to_input_pixels(detect_slide(detect, rgb, cfg), scale),
+                                 bgr.shape[1], bgr.shape[0]).assign(image_id=path.stem)
+            outputs.write_png(out / f"{path.stem}.png", outputs.annotate(bgr, dets))
+            outputs.write_geojson(dets, out / f"{path.stem}.geojson")
+            rows.append(outputs.summary_row(path.stem, dets))
+            frames.append(dets)
+            images.append((path.stem, path.name, bgr.shape[1], bgr.shape[0]))
     outputs.write_summary_csv(rows, out / SUMMARY)
     outputs.write_coco(pd.concat(frames, ignore_index=True), images, out / "detections.json")
 
@@ -74,11 +103,20 @@ def add_parser(sub) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--scale", type=float, default=1.0,
                        help="resize factor to the model's 40x scale (default 1)")
-    group.add_argument("--rbc-diameter", type=float, metavar="PX",
-                       help="typical RBC diameter in the images, in px; sets --scale")
+    group.add_argument("--rbc-diameter", type=rbc_diameter_arg, metavar="PX|auto",
+                       help="typical RBC diameter in the images, in px, or auto: estimated "
+                       "on each image (printed); sets --scale")
     add_decode(p, anchors_required=False)
     add_slide(p)
     p.set_defaults(func=cmd_detect)
+
+
+def rbc_diameter_arg(text: str) -> float | str:
+    """``--rbc-diameter``: px or auto (bloodcell.rbc_size's parser, imported only when the
+    option is given)."""
+    from bloodcell.rbc_size import rbc_diameter_arg as parse
+
+    return parse(text)
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
@@ -90,9 +128,11 @@ def cmd_detect(a: argparse.Namespace) -> None:
     from bloodcell.smear_io import list_images, scale_from_rbc_diameter
 
     paths = list_images(a.inputs)
-    scale = scale_from_rbc_diameter(a.rbc_diameter) if a.rbc_diameter else a.scale
-    if not 0.05 <= scale <= 20:
-        raise UserError(f"--scale {scale:g} is outside 0.05..20: check --scale/--rbc-diameter")
+    if a.rbc_diameter == "auto":
+        scale: float | str = "auto"
+    else:
+        scale = scale_from_rbc_diameter(a.rbc_diameter) if a.rbc_diameter else a.scale
+        check_scale(scale, "--rbc-diameter" if a.rbc_diameter else "--scale")
     if not a.model.is_file():
         raise UserError(f"{a.model} does not exist: train first (snakemake) or pass --model")
     check_out_dir(a.out)
