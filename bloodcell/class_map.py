@@ -164,6 +164,13 @@ def _model_lookup(cmap: ClassMap) -> dict[int, int]:
             if cmap.model[n] is not None}
 
 
+def model_groups(cmap: ClassMap) -> tuple[int, ...]:
+    """The evaluation class index of each of the ten model classes (-1: not scored), for
+    grouped scoring in bloodcell.decode."""
+    lookup = _model_lookup(cmap)
+    return tuple(lookup.get(i, -1) for i in range(len(CLASS_NAMES)))
+
+
 def map_detections(det: pd.DataFrame, cmap: ClassMap) -> pd.DataFrame:
     """Detections with ``class_idx`` (model class 0..9) replaced by the evaluation class index;
     rows whose model class maps to null are dropped. Other columns are kept; index reset."""

@@ -7,6 +7,12 @@ Boxes scoring at most ``score_threshold`` are dropped, then greedy per-class NMS
 ``nms_iou`` runs on all 1,176 boxes of every tile at once (tf.image.combined_non_max_suppression,
 no Python loop). Boxes are continuous pixels, top-left origin, (x, y, w, h), clipped to the tile.
 The original used one constant for both thresholds (0.2 and 0.7); here they are separate.
+
+Grouped scoring (``DecodeConfig.groups``, used when detections are scored against a dataset's
+own classes through a class map): each model class belongs to a group (or to none, -1); a box
+takes the group with the largest summed probability, score = that sum x objectness, and keeps
+the most probable class of that group as its class. A white cell whose type the model is unsure
+of (probability spread over five types) then still scores as a white cell.
 """
 
 from __future__ import annotations
@@ -29,12 +35,28 @@ class DecodeConfig:
     score_threshold: float = 0.2
     nms_iou: float = 0.45
     max_boxes: int = 300
+    groups: tuple[int, ...] | None = None
+    """Group of each of the 10 classes (-1: none) for grouped scoring; None: best class."""
 
 
-def decode_boxes(raw: tf.Tensor, anchors: tuple[tuple[float, float], ...]
+def best_class(probs: tf.Tensor, groups: tuple[int, ...] | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(class, score) per box from class probabilities x objectness (..., 10): the best class,
+    or with ``groups`` the best class of the group with the largest summed score."""
+    if groups is None:
+        return tf.argmax(probs, -1), tf.reduce_max(probs, -1)
+    member = tf.one_hot(groups, max(groups) + 1, dtype=probs.dtype)  # (10, K); -1 -> zeros
+    group_scores = tf.tensordot(probs, member, axes=1)  # (..., K)
+    best = tf.argmax(group_scores, -1)
+    in_best = tf.gather(tf.transpose(member), best)  # (..., 10): classes of the best group
+    return tf.argmax(probs * in_best - (1.0 - in_best), -1), tf.reduce_max(group_scores, -1)
+
+
+def decode_boxes(raw: tf.Tensor, anchors: tuple[tuple[float, float], ...],
+                 groups: tuple[int, ...] | None = None
                  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Raw (B, 14, 14, A, 15) -> boxes (B, N, 4) as y1, x1, y2, x2 px, best class (B, N) and
-    its score (B, N), N = 14 * 14 * A, in row, column, anchor order."""
+    its score (B, N), N = 14 * 14 * A, in row, column, anchor order (``groups``: see
+    :func:`best_class`)."""
     raw = tf.cast(raw, tf.float32)
     batch = tf.shape(raw)[0]
     grid = tf.range(GRID, dtype=tf.float32)
@@ -49,8 +71,9 @@ def decode_boxes(raw: tf.Tensor, anchors: tuple[tuple[float, float], ...]
                              0.0, TILE)
     probs = tf.nn.softmax(raw[..., :10]) * tf.sigmoid(raw[..., 14:15])
     n = GRID * GRID * len(anchors)
-    return (tf.reshape(boxes, (batch, n, 4)), tf.reshape(tf.argmax(probs, -1), (batch, n)),
-            tf.reshape(tf.reduce_max(probs, -1), (batch, n)))
+    classes, scores = best_class(probs, groups)
+    return (tf.reshape(boxes, (batch, n, 4)), tf.reshape(classes, (batch, n)),
+            tf.reshape(scores, (batch, n)))
 
 
 def nms(boxes: tf.Tensor, classes: tf.Tensor, scores: tf.Tensor, cfg: DecodeConfig
@@ -68,7 +91,7 @@ def nms(boxes: tf.Tensor, classes: tf.Tensor, scores: tf.Tensor, cfg: DecodeConf
 def detect_batch(raw: tf.Tensor, anchors: tuple[tuple[float, float], ...], cfg: DecodeConfig
                  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Raw detector outputs -> NMS results (see :func:`nms`)."""
-    boxes, classes, scores = decode_boxes(raw, anchors)
+    boxes, classes, scores = decode_boxes(raw, anchors, cfg.groups)
     return nms(boxes, classes, scores, cfg)
 
 

@@ -13,7 +13,11 @@ the images of the batch. Otherwise the terms are the original's:
   the original's form (``class_loss="mse"``), or softmax cross-entropy (``"ce"``), whose
   gradient does not vanish on confidently wrong classes, so classes separate in fewer epochs.
   An object whose class is unknown (an untyped white cell, label -1: its target one-hot is all
-  zero) is left out of the class term only; it still trains x, y, w, h and objectness.
+  zero) always trains x, y, w, h and objectness; its class term is left out
+  (``untyped_wbc="ignore"``) or asks only that it be *some* white-cell type
+  (``"any_type"``: cross-entropy of the summed probability of the five types, or for ``mse``
+  the squared error of that sum against 1 plus the other classes' squared probabilities),
+  so that no type is ever taught wrongly and the cell is not taken for another kind of cell.
 
 Total = lambda_coord (x + y + w + h) + conf_obj + lambda_noobj conf_noobj + lambda_class class.
 """
@@ -33,10 +37,24 @@ class LossWeights:
     noobj: float = 0.5
     cls: float = 2.5
     class_loss: str = "mse"  # "mse" (the original) or "ce"
+    untyped_wbc: str = "ignore"  # "ignore" or "any_type" (see the module docstring)
 
 
-def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
-                   ) -> dict[str, tf.Tensor]:
+WBC_TYPES = 5
+"""The first five classes are the white-cell types (bloodcell.classes.WBC_CLASSES)."""
+
+
+def any_type_term(logits: tf.Tensor, class_loss: str) -> tf.Tensor:
+    """Per-anchor class term (...,) that only asks for *some* white-cell type."""
+    if class_loss == "ce":
+        return tf.reduce_logsumexp(logits, -1) - tf.reduce_logsumexp(logits[..., :WBC_TYPES], -1)
+    p = tf.nn.softmax(logits)
+    return tf.square(1.0 - tf.reduce_sum(p[..., :WBC_TYPES], -1)) + tf.reduce_sum(
+        tf.square(p[..., WBC_TYPES:]), -1)
+
+
+def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse",
+                   untyped_wbc: str = "ignore") -> dict[str, tf.Tensor]:
     """Per-image sums (B,) of each term, from (B, 14, 14, A, 15) targets and raw outputs."""
     y_pred = tf.cast(y_pred, tf.float32)
     obj = y_true[..., 14]
@@ -51,6 +69,9 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
     else:
         cls = tf.reduce_sum(tf.square(tf.nn.softmax(y_pred[..., :10]) - y_true[..., :10]), -1)
 
+    untyped = (any_type_term(y_pred[..., :10], class_loss) if untyped_wbc == "any_type"
+               else tf.zeros_like(cls))
+
     def per_image(t: tf.Tensor) -> tf.Tensor:
         return tf.reduce_sum(t, axis=[1, 2, 3])
 
@@ -58,13 +79,13 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
         "coord": per_image(obj * (xy + wh)),
         "obj": per_image(obj * tf.square(conf - 1.0)),
         "noobj": per_image(noobj * tf.square(conf)),
-        "class": per_image(obj * typed * cls),
+        "class": per_image(obj * (typed * cls + (1.0 - typed) * untyped)),
     }
 
 
 def detector_loss(y_true: tf.Tensor, y_pred: tf.Tensor, w: LossWeights) -> tf.Tensor:
     """Scalar: the weighted YOLOv2 loss, summed per image and averaged over the batch."""
-    t = detector_terms(y_true, y_pred, w.class_loss)
+    t = detector_terms(y_true, y_pred, w.class_loss, w.untyped_wbc)
     total = w.coord * t["coord"] + t["obj"] + w.noobj * t["noobj"] + w.cls * t["class"]
     return tf.reduce_mean(total)
 

@@ -188,3 +188,20 @@ def test_an_untyped_white_cell_trains_box_and_objectness_but_not_the_class(form)
         assert float(t_untyped[term][0]) == pytest.approx(float(t_typed[term][0]))
     assert float(t_untyped["coord"][0]) > 0.4
     assert multi_hot(tf.constant([-1, 8], tf.int64)).numpy().tolist() == [0] * 8 + [1, 0]
+
+
+@pytest.mark.parametrize("form", ["mse", "ce"])
+def test_any_type_asks_an_untyped_white_cell_for_some_type_not_a_given_one(form):
+    untyped = targets_for([[40, 70, 90, 90]], [-1])[None]
+    out = perfect_output(targets_for([[40, 70, 90, 90]], [2]))[None]  # sure: Neutrophil
+    as_rbc = out.copy()
+    as_rbc[..., :10] = np.roll(out[..., :10], 7, axis=-1)  # sure: healthy RBC
+    as_lymph = out.copy()
+    as_lymph[..., :10] = np.roll(out[..., :10], 1, axis=-1)  # sure: another WBC type
+    term = {name: float(detector_terms(untyped, o, form, "any_type")["class"][0])
+            for name, o in (("neutrophil", out), ("lymphocyte", as_lymph), ("rbc", as_rbc))}
+    assert term["neutrophil"] == pytest.approx(term["lymphocyte"], abs=1e-5)
+    assert term["neutrophil"] < 1e-3 < 0.5 < term["rbc"]
+    typed = targets_for([[40, 70, 90, 90]], [2])[None]  # a typed cell is unchanged by the mode
+    assert float(detector_terms(typed, as_lymph, form, "any_type")["class"][0]) == \
+        pytest.approx(float(detector_terms(typed, as_lymph, form)["class"][0]))

@@ -95,12 +95,13 @@ EVAL_CODE = [
 ]
 
 
-def real_tiles_args(wildcards, input):
-    """train-detector's real-tile options: empty unless the preset has real_tiles."""
-    if not input.real:
-        return ""
-    share = config["train_detector"].get("real_share", 0.0)
-    return f" --real-tiles {input.real} --real-share {share}"
+def real_data_args(wildcards, input):
+    """train-detector's real-data options: empty unless the preset sets them (public)."""
+    t = config["train_detector"]
+    args = f" --untyped-wbc {t['untyped_wbc']}" if "untyped_wbc" in t else ""
+    if input.real:
+        args += f" --real-tiles {input.real} --real-share {t.get('real_share', 0.0)}"
+    return args
 
 
 def real_tile_sets():

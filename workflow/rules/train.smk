@@ -52,7 +52,7 @@ rule train_detector:
         m=config["model"],
         d=config["decode"],
         e=config["evaluate"],
-        real=real_tiles_args,
+        real=real_data_args,
     shell:
         "bloodcell --log {log} train-detector --shards data/synth --init {input.init}"
         " --model {output.model} --history {output.history} --metrics {output.metrics}"
