@@ -205,3 +205,20 @@ def test_any_type_asks_an_untyped_white_cell_for_some_type_not_a_given_one(form)
     typed = targets_for([[40, 70, 90, 90]], [2])[None]  # a typed cell is unchanged by the mode
     assert float(detector_terms(typed, as_lymph, form, "any_type")["class"][0]) == \
         pytest.approx(float(detector_terms(typed, as_lymph, form)["class"][0]))
+
+
+def test_grouped_scoring_sums_a_groups_classes_and_keeps_its_best_class():
+    from bloodcell.class_map import load_class_map, model_groups
+    from bloodcell.decode import best_class
+
+    probs = tf.constant([[0.15, 0.1, 0.12, 0.13, 0.1, 0.0, 0.0, 0.0, 0.0, 0.4],
+                         [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4]])
+    cls, score = best_class(probs, None)
+    assert cls.numpy().tolist() == [9, 9]
+    bccd = model_groups(load_class_map("bccd"))
+    assert bccd == (0, 0, 0, 0, 0, 0, 1, 1, 2, 2)
+    cls, score = best_class(probs, bccd)  # five unsure WBC types outweigh one RBC class
+    assert cls.numpy().tolist() == [0, 9]
+    np.testing.assert_allclose(score.numpy(), [0.6, 0.7], rtol=1e-6)
+    iml = model_groups(load_class_map("iml"))  # WBC classes are not scored on IML
+    assert best_class(probs, iml)[0].numpy().tolist() == [9, 9]
