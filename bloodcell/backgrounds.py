@@ -166,7 +166,7 @@ def run(split_csv: Path, extract_dirs: list[Path], outdir: Path, cfg: Background
             tables.append(pa.table(recipe_rows(bg_id, kind, cfg.split, placed),
                                    schema=RECIPE_SCHEMA))
     recipe = pa.concat_tables(tables)
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "backgrounds", [split_csv, *extract_dirs]) as tmp:
         pq.write_table(recipe, tmp / RECIPE_NAME, compression="zstd")
         background_sheet(recipe, {c.sample_id: c for c in cuts}, cfg.size, tmp / SHEET_NAME)
     log.info("%s: %d backgrounds, %d RBCs -> %s", cfg.split, 3 * cfg.count, recipe.num_rows,

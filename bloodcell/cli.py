@@ -219,7 +219,9 @@ def add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-table", type=Path, required=True, help="data/split/split.csv")
     p.add_argument("--extracts", type=Path, nargs="+", required=True,
                    help="extract stage output folders (data/extract/<db>)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (replaced only when an earlier run of the same command "
+                   "made it)")
     p.add_argument("--seed", type=non_negative_int, required=True)
 
 
@@ -340,15 +342,18 @@ def cmd_demo_sources(a: argparse.Namespace) -> None:
                      a.kaggle_per_class)
     from bloodcell.extract import worker_count
 
-    with atomic_dir(a.outdir) as tmp:
+    with atomic_dir(a.outdir, a.command) as tmp:
         make_demo_sources(tmp, cfg, workers=worker_count())
     log.info("demo databases -> %s", a.outdir)
 
 
 def cmd_extract(a: argparse.Namespace) -> None:
+    from bloodcell.atomic import check_output
     from bloodcell.extract import run_jobs, worker_count, write_extract
 
     db = a.command.removeprefix("extract-")
+    inputs = [a.root, getattr(a, "crops", None), getattr(a, "images_list", None)]
+    check_output(a.outdir, a.command, inputs)  # before the (long) extraction
     if db == "lisc":
         from bloodcell.sources import lisc as mod
 
@@ -380,7 +385,7 @@ def cmd_extract(a: argparse.Namespace) -> None:
         jobs, skips = mod.plan(a.root, a.scale, a.pad, a.min_area, a.threshold)
     log.info("%s: %d files from %s", db, len(jobs), a.root)
     items = skips + run_jobs(jobs, mod.process, worker_count())
-    write_extract(mod.SOURCE, items, mod.CLASSES, a.outdir)
+    write_extract(mod.SOURCE, items, mod.CLASSES, a.outdir, a.command, inputs)
 
 
 def cmd_split(a: argparse.Namespace) -> None:

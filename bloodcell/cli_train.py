@@ -77,6 +77,9 @@ def add_parsers(sub) -> None:
                    metavar=("COORD", "NOOBJ", "CLASS"), help="loss term weights")
     p.add_argument("--class-loss", choices=["mse", "ce"], default="mse",
                    help="class term: squared error on softmax (the original) or cross-entropy")
+    p.add_argument("--untyped-wbc", choices=["ignore", "any_type"], default="ignore",
+                   help="class term of a white cell whose type is not annotated (label -1): "
+                   "none, or 'one of the five types'")
     p.add_argument("--select", choices=["map50", "loss"], default="map50",
                    help="validation metric that picks the best epoch")
     p.add_argument("--map-score-threshold", type=float, default=0.01,
@@ -105,7 +108,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     if kind == "detector":
         cfg = train.TrainConfig(
             kind, a.epochs, a.batch, a.schedule, a.seed, anchors=a.anchors,
-            match_iou=a.match_iou, weights=LossWeights(*a.lambdas, a.class_loss),
+            match_iou=a.match_iou, weights=LossWeights(*a.lambdas, a.class_loss, a.untyped_wbc),
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
             mixed_precision=a.precision == "mixed", real_share=a.real_share)
@@ -189,7 +192,9 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     cfg = EvalConfig(a.anchors, DecodeConfig(a.score_threshold, a.nms_iou), a.max_dets,
                      a.rbc_iou, a.map_score_threshold)
     hist = dict(zip(("classifier", "detector"), a.histories))
-    with atomic_dir(a.plots) as plots_tmp, atomic_dir(a.figures) as fig_tmp:
+    inputs = [a.shards, a.model, *a.histories]
+    with atomic_dir(a.plots, a.command, inputs, [a.figures, a.metrics]) as plots_tmp, \
+            atomic_dir(a.figures, a.command, inputs, [a.plots, a.metrics]) as fig_tmp:
         result = run(a.model, shard_dirs(a.shards, "test"), hist, cfg, a.metrics, plots_tmp,
                      fig_tmp)
     print(f"test mAP@0.5 {result['coco']['map50']:.4f}  mAP@[.5:.95] "
@@ -205,7 +210,7 @@ def cmd_evaluate_slides(a: argparse.Namespace) -> None:
 
     set_tf_threads()
     cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px)
-    with atomic_dir(a.figures) as fig_tmp:
+    with atomic_dir(a.figures, a.command, [a.slides, a.model], [a.metrics]) as fig_tmp:
         result = run(a.model, a.slides, a.anchors, DecodeConfig(a.score_threshold, a.nms_iou),
                      cfg, a.metrics, fig_tmp)
     for v in ("first_pass_only", "second_pass"):

@@ -23,14 +23,6 @@ SUMMARY = "summary.csv"
 log = logging.getLogger("bloodcell")
 
 
-def check_out_dir(out: Path) -> None:
-    """Refuse to replace a non-empty folder that is not an earlier detect run's output."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                                and not (out / SUMMARY).is_file())):
-        raise UserError(f"{out} exists and is not an earlier `bloodcell detect` output: "
-                        "choose a new --out folder")
-
-
 def to_input_pixels(dets: pd.DataFrame, scale: float) -> pd.DataFrame:
     """Boxes detected on an image resized by ``scale`` back in the input's pixels."""
     return dets.assign(x=dets["x"] / scale, y=dets["y"] / scale, w=dets["w"] / scale,
@@ -97,7 +89,8 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files, or folders whose images are all read (not recursive)")
     p.add_argument("--out", type=Path, required=True,
-                   help="output folder (created; an earlier detect output is replaced)")
+                   help="output folder (created; an earlier detect output is replaced, any "
+                   "other non-empty folder is refused)")
     p.add_argument("--model", type=Path, default=Path("models/detector.keras"),
                    help="trained detector (default models/detector.keras)")
     group = p.add_mutually_exclusive_group()
@@ -120,7 +113,7 @@ def rbc_diameter_arg(text: str) -> float | str:
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
-    from bloodcell.atomic import atomic_dir
+    from bloodcell.atomic import atomic_dir, check_output
     from bloodcell.cli_train import set_tf_threads
     from bloodcell.decode import DecodeConfig
     from bloodcell.inference import load_detector, tile_detector
@@ -135,11 +128,11 @@ def cmd_detect(a: argparse.Namespace) -> None:
         check_scale(scale, "--rbc-diameter" if a.rbc_diameter else "--scale")
     if not a.model.is_file():
         raise UserError(f"{a.model} does not exist: train first (snakemake) or pass --model")
-    check_out_dir(a.out)
+    check_output(a.out, "detect", [*a.inputs, a.model])
     set_tf_threads()
     model = load_detector(a.model)
     detect = tile_detector(model, a.anchors, DecodeConfig(a.score_threshold, a.nms_iou))
     cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px)
-    with atomic_dir(a.out) as tmp:
+    with atomic_dir(a.out, "detect", [*a.inputs, a.model]) as tmp:
         detect_images(paths, detect, cfg, scale, tmp)
     print(f"{len(paths)} image(s) -> {a.out}/ ({SUMMARY}, detections.json, PNG, GeoJSON)")

@@ -261,13 +261,18 @@ def metrics_table(result: dict, path: Path) -> None:
                              "count mean signed error / image"], rows, path)
 
 
-def check_figures_dir(path: Path) -> None:
-    """Refuse to replace a non-empty folder that is not an earlier evaluate-images figures
-    folder (one holding metrics.html)."""
-    if path.exists() and (not path.is_dir() or (any(path.iterdir())
-                                                 and not (path / TABLE).is_file())):
-        raise UserError(f"{path} exists and is not an earlier `bloodcell evaluate-images` "
-                        "--figures output: choose a new folder")
+def figures_io(a: argparse.Namespace) -> tuple[list, list]:
+    """(inputs, other outputs) of an evaluate-images run, for the --figures folder's check."""
+    return [a.images, a.labels, a.images_list, a.model], [a.metrics]
+
+
+def check_figures_dir(path: Path, inputs=(), outputs=()) -> None:
+    """Refuse (UserError) a --figures folder that evaluate-images may not replace: see
+    bloodcell.atomic.check_output (the current folder, an input, one holding an input, a file,
+    a non-empty folder without the evaluate-images marker)."""
+    from bloodcell.atomic import check_output
+
+    check_output(path, "evaluate-images", inputs, outputs)
 
 
 # --------------------------------------------------------------------------- the run
@@ -434,7 +439,7 @@ def load_annotations(a: argparse.Namespace, cmap: ClassMap):
 
 def cmd_evaluate_images(a: argparse.Namespace) -> None:
     from bloodcell.atomic import atomic_dir
-    from bloodcell.class_map import load_class_map
+    from bloodcell.class_map import load_class_map, model_groups
     from bloodcell.cli_train import set_tf_threads
     from bloodcell.decode import DecodeConfig
     from bloodcell.inference import load_detector, tile_detector
@@ -449,10 +454,11 @@ def cmd_evaluate_images(a: argparse.Namespace) -> None:
     if not a.model.is_file():
         raise UserError(f"{a.model} does not exist: train first (snakemake) or pass --model")
     if a.figures is not None:
-        check_figures_dir(a.figures)
+        check_figures_dir(a.figures, *figures_io(a))
     set_tf_threads()
     cfg = ScoreConfig(a.score_threshold, a.map_score_threshold, a.max_dets, a.merge_iou)
-    low = DecodeConfig(min(a.score_threshold, a.map_score_threshold), a.nms_iou)
+    low = DecodeConfig(min(a.score_threshold, a.map_score_threshold), a.nms_iou,
+                       groups=model_groups(cmap))
     detect = tile_detector(load_detector(a.model), a.anchors, low)
     slide_cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px)
     args = (ann.images, ann.objects, cmap, detect, slide_cfg, cfg, a.scale, a.rbc_diameter,
@@ -460,7 +466,7 @@ def cmd_evaluate_images(a: argparse.Namespace) -> None:
     if a.figures is None:
         result = run(*args, skipped=ann.skipped, fmt=a.format)
     else:
-        with atomic_dir(a.figures) as tmp:
+        with atomic_dir(a.figures, "evaluate-images", *figures_io(a)) as tmp:
             result = run(*args, figures_dir=tmp, skipped=ann.skipped, fmt=a.format)
     print(summary_line(result, a.metrics))
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 
 from bloodcell import __version__
-from bloodcell.atomic import atomic_dir
+from bloodcell.atomic import atomic_dir, check_output
 from bloodcell.classes import CLASS_NAMES, PLATELET_CLASSES, RBC_CLASSES
 from bloodcell.errors import UserError
 from bloodcell.shards import (
@@ -72,14 +72,13 @@ def _check_split(split: str, synth_root: Path) -> list[Path]:
 
 
 def _check_outdir(outdir: Path, synth_root: Path) -> None:
-    """UserError if replacing ``outdir`` would delete the input or an unrelated folder."""
-    out, src = outdir.resolve(), synth_root.resolve()
-    if out == src or out in src.parents or src in out.parents:
-        raise UserError(f"{outdir}: OUTDIR overlaps the synth folder {synth_root}; choose an "
-                        "OUTDIR outside it (it is replaced as a whole)")
-    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "images").is_dir()):
-        raise UserError(f"{outdir}: exists and is not an earlier export (no images/ folder); "
-                        "choose a new or empty OUTDIR (it is replaced as a whole)")
+    """UserError if ``outdir`` may not be replaced (bloodcell.atomic's rule: the synth folder,
+    a folder holding it, the current folder or one an export did not make) or lies inside the
+    synth folder (where it could pass for a shard)."""
+    check_output(outdir, "export", [synth_root])
+    if synth_root.resolve() in outdir.resolve().parents:
+        raise UserError(f"{outdir}: lies inside the synth folder {synth_root}; choose an "
+                        "OUTDIR outside it")
 
 
 def _shard_objects(shard: Path) -> dict[str, list[dict]]:
@@ -243,7 +242,7 @@ def run_export(fmt: str, split: str, synth_root: Path, outdir: Path) -> int:
     dirs = _check_split(split, synth_root)
     _check_outdir(outdir, synth_root)
     n = 0
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "export", [synth_root]) as tmp:
         writer = WRITERS[fmt](tmp, split)
         for rec, rows in iter_split(dirs):
             writer.add(rec, rows)

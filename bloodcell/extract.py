@@ -86,9 +86,11 @@ def run_jobs(jobs: Sequence[Job], process: Callable[[Job], list], workers: int) 
 
 
 def write_extract(
-    source: str, items: list[Sample | Skip], classes: list[str], outdir: Path
+    source: str, items: list[Sample | Skip], classes: list[str], outdir: Path,
+    command: str, inputs: Sequence[Path | None] = ()
 ) -> tuple[list[Sample], list[Skip]]:
-    """Write the pack and QC tables of one source into ``outdir`` atomically.
+    """Write the pack and QC tables of one source into ``outdir`` atomically, as the output
+    of ``command`` (e.g. extract-lisc) reading ``inputs`` (see bloodcell.atomic).
 
     Raises UserError when no sample at all was extracted (the database is unusable as laid out).
     """
@@ -101,7 +103,7 @@ def write_extract(
     ids = [s.sample_id for s in samples]
     if len(set(ids)) != len(ids):
         raise RuntimeError(f"{source}: duplicate sample ids")
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, command, inputs) as tmp:
         write_pack(samples, tmp / PACK_NAME)
         write_qc(samples, skips, classes, tmp)
     for name in classes:

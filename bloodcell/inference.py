@@ -25,9 +25,14 @@ TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 def load_detector(path: Path) -> keras.Model:
     """A trained detector ``.keras`` file in its inference form (BatchNorm folded in). Callers
-    check first that the file exists, each with its own hint."""
+    check first that the file exists, each with its own hint. Only the native ``.keras`` format
+    is read, with Keras's safe mode (no code from the file is run)."""
+    if Path(path).suffix != ".keras":
+        raise UserError(f"{path}: only .keras model files are loaded (got "
+                        f"{Path(path).suffix or 'no suffix'}); pass a models/detector.keras "
+                        "from train_detector")
     try:
-        net = keras.models.load_model(path, compile=False)
+        net = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # a broken or foreign file: Keras raises many kinds
         raise UserError(f"{path} is not a readable Keras model ({type(e).__name__}): "
                         "pass a models/detector.keras from train_detector") from None

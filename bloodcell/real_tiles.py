@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bloodcell.atomic import atomic_dir
+from bloodcell.atomic import atomic_dir, check_output
 from bloodcell.classes import CLASS_INDEX, LABEL_INDEX, UNTYPED_WBC, WBC_CLASSES, label_name
 from bloodcell.errors import UserError
 from bloodcell.imageio import ImageProblem, decode_color, encode_png
@@ -245,6 +245,10 @@ def run(sets: list[TileSet], outdir: Path, cfg: TileConfig) -> int:
 
     if len({s.name for s in sets}) != len(sets):
         raise UserError("real tile sets need distinct names; rename one of the --set entries")
+    inputs = [p for s in sets for p in (s.images, s.labels, s.image_list,
+                                        Path(s.class_map) if s.class_map.endswith(".yaml")
+                                        else None)]
+    check_output(outdir, "real-tiles", inputs)  # before any image is read
     for ts in sets:  # every class map checked before any image is read
         train_labels(ts.class_map)
     sources = [src for ts in sets for src in load_set(ts)]
@@ -253,7 +257,7 @@ def run(sets: list[TileSet], outdir: Path, cfg: TileConfig) -> int:
     rows: list[tuple] = []
     shown: list = []
     count = 0
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "real-tiles", inputs) as tmp:
         with tf.io.TFRecordWriter(str(tmp / TFRECORD_NAME)) as writer:
             for rec, img_rows, tile in generate(sources, cfg):
                 writer.write(encode_example(rec))

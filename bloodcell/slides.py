@@ -141,7 +141,7 @@ def run(split_csv: Path, extract_dirs: list[Path], outdir: Path, cfg: SlidesConf
         pool.setdefault(c.class_name, []).append(c)
     cuts = {c.sample_id: c for c in rbc_cuts}
     made, tiles = [], []
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "slides", [split_csv, *extract_dirs]) as tmp:
         (tmp / "images").mkdir()
         for i, shape in enumerate(cfg.sizes):
             img, rows = make_slide(i, shape, pools, pool, cuts, cfg)

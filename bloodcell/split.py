@@ -95,7 +95,7 @@ def run(pack_dirs: list[Path], outdir: Path, cfg: SplitConfig) -> None:
     split_of: dict[str, str] = {}
     for ids in groups.values():
         split_of.update(assign(ids, cfg))
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "split", pack_dirs) as tmp:
         with open(tmp / SPLIT_NAME, "w", newline="") as f:
             out = csv.writer(f, lineterminator="\n")
             out.writerow(["sample_id", "source", "class_name", "split"])

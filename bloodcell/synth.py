@@ -298,7 +298,7 @@ def run(split_csv: Path, extract_dirs: list[Path], backgrounds_dir: Path, outdir
                         "samples to affix; check the extract stages")
     rows: list[tuple] = []
     shown: list = []
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "synth", [split_csv, *extract_dirs, backgrounds_dir]) as tmp:
         with tf.io.TFRecordWriter(str(tmp / TFRECORD_NAME)) as writer:
             for rec, img_rows, img in generate(bgs, cuts, pool, cfg):
                 writer.write(encode_example(rec))

@@ -4,6 +4,9 @@ Both use Adam and a piecewise-constant learning-rate schedule by epoch (params),
 model by a validation metric, and save a resumable state after every epoch (see
 bloodcell.checkpoint): a killed run restarts from its last finished epoch with the optimizer's
 state, and sees the same batches as an uninterrupted run (the shuffle is seeded per epoch).
+A run holds a lock on its state folder (a second run of the same stage is refused), and a
+non-finite loss stops training with a UserError naming the epoch, step and loss terms; the
+last finished epoch's state stays on disk.
 
 Outputs: the best model as ``.keras``, a per-epoch history CSV (for ``dvc plots``) and a
 metrics JSON (for ``dvc metrics``).
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import tempfile
@@ -33,7 +37,7 @@ from bloodcell.atomic import atomic_file
 from bloodcell.decode import DecodeConfig
 from bloodcell.errors import UserError
 from bloodcell.inference import predict_shards, tile_detector
-from bloodcell.loss import LossWeights, classifier_loss, detector_loss
+from bloodcell.loss import LossWeights, classifier_loss, detector_loss, detector_terms
 from bloodcell.metrics import coco_metrics
 
 log = logging.getLogger(__name__)
@@ -87,8 +91,10 @@ def setup(cfg: TrainConfig) -> None:
                                             "mixed_float16" if cfg.mixed_precision else "float32")
 
 
-def step_fn(model: keras.Model, optimizer, loss_fn: Callable) -> Callable:
-    """A compiled training step: (images, labels) -> loss before the update."""
+def step_fn(model: keras.Model, optimizer, loss_fn: Callable,
+            terms_fn: Callable | None = None) -> Callable:
+    """A compiled training step: (images, labels) -> (loss before the update, its terms: a dict
+    of batch means from ``terms_fn``, computed outside the gradient, for messages)."""
 
     @tf.function
     def step(images, labels):
@@ -97,7 +103,7 @@ def step_fn(model: keras.Model, optimizer, loss_fn: Callable) -> Callable:
             loss = loss_fn(labels, out)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+        return loss, ({} if terms_fn is None else terms_fn(labels, out))
 
     return step
 
@@ -108,14 +114,36 @@ def loss_function(cfg: TrainConfig) -> Callable:
     return lambda y, p: detector_loss(y, p, cfg.weights)
 
 
+def loss_terms(cfg: TrainConfig) -> Callable:
+    """(labels, outputs) -> the loss's unweighted terms, batch means (for a non-finite loss's
+    message): the classifier's cross-entropy, or the detector's coord, obj, noobj and class."""
+    if cfg.kind == "classifier":
+        return lambda y, p: {"cross_entropy": classifier_loss(y, p)}
+    return lambda y, p: {k: tf.reduce_mean(v)
+                         for k, v in detector_terms(y, p, cfg.weights.class_loss).items()}
+
+
+class NonFiniteLoss(Exception):
+    """A training step's loss was NaN or infinite (step from 1, loss, terms)."""
+
+    def __init__(self, step: int, loss: float, terms: dict[str, float]) -> None:
+        super().__init__(step, loss, terms)
+        self.step, self.loss, self.terms = step, loss, terms
+
+
 def run_epoch(step: Callable, ds: tf.data.Dataset, n_images: int, desc: str) -> tuple[float, float]:
-    """One pass of training; returns (mean loss per image, images per second)."""
+    """One pass of training; returns (mean loss per image, images per second). Raises
+    NonFiniteLoss at the first step whose loss is not finite."""
     total, seen, start = 0.0, 0, time.perf_counter()
     with tqdm(total=n_images, desc=desc, unit="img", file=sys.stderr, leave=False,
               mininterval=2.0) as bar:
-        for images, labels in ds:
+        for k, (images, labels) in enumerate(ds, 1):
             n = int(images.shape[0])
-            total += float(step(images, labels)) * n
+            loss, terms = step(images, labels)
+            value = float(loss)
+            if not math.isfinite(value):
+                raise NonFiniteLoss(k, value, {t: float(v) for t, v in terms.items()})
+            total += value * n
             seen += n
             bar.update(n)
             bar.set_postfix(loss=f"{total / seen:.4f}")
@@ -180,8 +208,18 @@ def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
         return models.classifier()
     net = models.detector()
     if init_from is not None:
-        models.copy_trunk(keras.models.load_model(init_from, compile=False), net)
+        check_keras_file(init_from, "--init")
+        trained = keras.models.load_model(init_from, compile=False, safe_mode=True)
+        models.copy_trunk(trained, net)
     return net
+
+
+def check_keras_file(path: Path, what: str) -> None:
+    """UserError unless ``path`` names a native ``.keras`` model file: other formats (HDF5
+    ``.h5``, SavedModel folders) are never loaded."""
+    if Path(path).suffix != ".keras":
+        raise UserError(f"{path}: {what} must be a .keras model file (got "
+                        f"{Path(path).suffix or 'no suffix'}); other formats are not loaded")
 
 
 def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_dir: Path,
@@ -204,7 +242,8 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
     if done is not None:
         state = checkpoint.restore(done, net, optimizer)
         log.info("resuming %s after epoch %d from %s", cfg.kind, state["epoch"], done)
-    run = Session(cfg, net, optimizer, step_fn(net, optimizer, loss_function(cfg)),
+    run = Session(cfg, net, optimizer,
+                  step_fn(net, optimizer, loss_function(cfg), loss_terms(cfg)),
                   validator(cfg, net, valid_files), train_files, valid_files, state_dir,
                   tuple(real_files))
     best_path = done / "best.weights.h5" if done is not None else None
@@ -238,9 +277,21 @@ def train_one(run: Session, epoch: int, state: dict, best_path: Path | None) -> 
     run.optimizer.learning_rate.assign(lr)
     train_ds, valid_ds = datasets(cfg, run, epoch, state["data"]["train_images"])
     start = time.perf_counter()
-    loss, speed = run_epoch(run.step, train_ds, state["data"]["train_images"],
-                            f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
+    try:
+        loss, speed = run_epoch(run.step, train_ds, state["data"]["train_images"],
+                                f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
+    except NonFiniteLoss as bad:
+        terms = ", ".join(f"{k} {v:.6g}" for k, v in bad.terms.items())
+        raise UserError(f"{cfg.kind} epoch {epoch} step {bad.step}: non-finite loss {bad.loss} "
+                        f"({terms}) at learning rate {lr:g}; training stopped, "
+                        f"{kept(run, state)}; lower the learning rate (train_{cfg.kind}."
+                        "schedule in params.yaml) or check the training data") from None
     val = run.validate(valid_ds)
+    if not math.isfinite(val["loss"]):
+        raise UserError(f"{cfg.kind} epoch {epoch}: non-finite validation loss {val['loss']} "
+                        f"at learning rate {lr:g}; training stopped, {kept(run, state)}; lower "
+                        f"the learning rate (train_{cfg.kind}.schedule in params.yaml) or check "
+                        "the validation data")
     value = val[cfg.select]
     better = improved(cfg, value, state["best"])
     if better:
@@ -256,6 +307,13 @@ def train_one(run: Session, epoch: int, state: dict, best_path: Path | None) -> 
     saved = checkpoint.save(run.state_dir, epoch, run.net, run.optimizer,
                             None if better else best_path, state)
     return saved / "best.weights.h5"
+
+
+def kept(run: Session, state: dict) -> str:
+    """Which saved state a stopped run leaves behind, for its message."""
+    if state["epoch"] == 0:
+        return f"no epoch had finished (state folder {run.state_dir})"
+    return f"the last good state (epoch {state['epoch']}) is kept in {run.state_dir}"
 
 
 TIMING = ("images_per_s", "seconds")
@@ -314,12 +372,16 @@ def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_
         init_from: Path | None = None, real_dirs: list[Path] | None = None) -> None:
     """Train one phase from shard folders and write its outputs; resumes when it can."""
     real_dirs = real_dirs or []
+    check_keras_file(model_path, "--model")
+    if init_from is not None:
+        check_keras_file(init_from, "--init")
     inputs = [*train_dirs, *valid_dirs, *([init_from] if init_from else []), *real_dirs]
     for path in inputs:
         if not Path(path).exists():
             raise UserError(f"{path} does not exist: run the stages before training first")
     state_dir = checkpoint.STATE_ROOT / f"train_{cfg.kind}-{checkpoint.state_key(key_args, inputs)}"
-    net, state = fit(cfg, data.record_files(train_dirs), data.record_files(valid_dirs),
-                     state_dir, init_from, tuple(data.record_files(real_dirs)))
-    write_outputs(net, state, cfg, model_path, history_csv, metrics_json)
-    checkpoint.clear(state_dir)
+    with checkpoint.locked(state_dir, f"train-{cfg.kind}"):
+        net, state = fit(cfg, data.record_files(train_dirs), data.record_files(valid_dirs),
+                         state_dir, init_from, tuple(data.record_files(real_dirs)))
+        write_outputs(net, state, cfg, model_path, history_csv, metrics_json)
+        checkpoint.clear(state_dir)

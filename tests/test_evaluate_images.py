@@ -284,13 +284,14 @@ def test_cli_end_to_end_voc_with_figures(tmp_path: Path, untrained_model: Path) 
     assert set(result["per_image"]) == {"img_0.png", "img_2.png"}
     assert result["per_image"]["img_0.png"]["scale"] == pytest.approx(1.0)
     assert result["per_image"]["img_0.png"]["rbc_diameter_px"] == pytest.approx(34.0)
-    assert sorted(p.name for p in figs.iterdir()) == ["img_0.png", "img_2.png", "metrics.html"]
+    assert sorted(p.name for p in figs.iterdir()) == [".bloodcell-output", "img_0.png",
+                                                      "img_2.png", "metrics.html"]
     # a later run may replace this figures folder; a foreign one is refused and kept
     ei.check_figures_dir(figs)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    with pytest.raises(UserError, match="choose a new folder"):
+    with pytest.raises(UserError, match="not made by `bloodcell evaluate-images`"):
         ei.check_figures_dir(foreign)
     assert (foreign / "keep.txt").is_file()
 

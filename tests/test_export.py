@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from bloodcell.atomic import MARKER
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.errors import UserError
 from bloodcell.export import READERS, add_parser, run_export
@@ -152,7 +153,8 @@ def test_each_format_writes_the_right_files(data, tmp_path, fmt, counts):
     out = tmp_path / "out" / fmt
     assert run_export(fmt, SPLIT, data / "synth", out) == N_IMAGES
     for pattern, n in counts.items():
-        assert len(list(out.glob(pattern))) == n, pattern
+        assert len([p for p in out.glob(pattern) if p.name != MARKER]) == n, pattern
+    assert (out / MARKER).read_text() == "export\n"
     assert leftovers(out.parent) == []
 
 
@@ -264,9 +266,9 @@ def test_outdir_is_replaced_but_never_an_unrelated_folder(data, tmp_path):
     assert not (out / "images" / "stale.png").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    with pytest.raises(UserError, match="not an earlier export"):
+    with pytest.raises(UserError, match="not made by `bloodcell export`"):
         run_export("yolo", SPLIT, data / "synth", tmp_path / "mine")
-    with pytest.raises(UserError, match="overlaps the synth folder"):
+    with pytest.raises(UserError, match="holds .*an input of `bloodcell export`"):
         run_export("yolo", SPLIT, data / "synth", data)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     assert (data / "synth" / f"{SPLIT}-0" / OBJECTS_NAME).is_file()

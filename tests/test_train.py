@@ -151,8 +151,8 @@ def test_detect_on_user_images_of_any_size_and_depth(detector, shards, tmp_path)
     run_ok(["detect", str(images), "--out", str(out), "--model", str(detector),
             "--rbc-diameter", "40", "--score-threshold", "0.01"], shards)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["deep.geojson", "deep.png", "detections.json", "gray.geojson", "gray.png",
-                     "small.geojson", "small.png", "summary.csv"]
+    assert names == [".bloodcell-output", "deep.geojson", "deep.png", "detections.json",
+                     "gray.geojson", "gray.png", "small.geojson", "small.png", "summary.csv"]
     assert cv2.imread(str(out / "deep.png")).shape[0] >= 500
     summary = (out / "summary.csv").read_text().splitlines()
     assert len(summary) == 4 and "parasitemia_pct" in summary[0]
@@ -194,5 +194,5 @@ def test_detect_refuses_to_replace_a_foreign_folder(detector, shards, tmp_path):
     proc = bloodcell(["detect", str(img), "--out", str(foreign), "--model", str(detector)],
                      shards)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2 and "choose a new --out" in err
+    assert proc.returncode == 2 and "was not made by `bloodcell detect`" in err
     assert (foreign / "notes.txt").read_text() == "keep me"

@@ -38,7 +38,7 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.etree.ElementTree import Element
+from typing import TYPE_CHECKING
 
 import cv2
 import pandas as pd
@@ -47,6 +47,9 @@ from defusedxml.common import DefusedXmlException
 
 from bloodcell.errors import UserError
 from bloodcell.sources.layout import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:  # the type only: XML is parsed by defusedxml
+    from xml.etree.ElementTree import Element
 
 FORMATS = ("voc", "iml", "coco")
 IMAGE_COLUMNS = ["image", "path", "width", "height"]
