@@ -140,6 +140,26 @@ def add_decode(p: argparse.ArgumentParser, anchors_required: bool = True) -> Non
     p.add_argument("--nms-iou", type=float, default=0.45, help="per-class NMS IoU")
 
 
+def rbc_diameter_arg(text: str) -> float | str:
+    """``--rbc-diameter``: px or auto (bloodcell.rbc_size's parser, imported only when the
+    option is given)."""
+    from bloodcell.rbc_size import rbc_diameter_arg as parse
+
+    return parse(text)
+
+
+def add_model_and_scale(p: argparse.ArgumentParser) -> None:
+    """--model and the scale to the model's 40x scale: --scale or --rbc-diameter PX|auto."""
+    p.add_argument("--model", type=Path, default=Path("models/detector.keras"),
+                   help="trained detector (default models/detector.keras)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--scale", type=float, default=1.0,
+                       help="resize factor to the model's 40x scale (default 1)")
+    group.add_argument("--rbc-diameter", type=rbc_diameter_arg, metavar="PX|auto",
+                       help="typical RBC diameter in the images, in px, or auto: estimated "
+                       "on each image (printed); sets the scale")
+
+
 def add_slide(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, default=224, help="tile step in px (224: no overlap)")
     p.add_argument("--merge-iou", type=float, default=0.3,

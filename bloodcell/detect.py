@@ -78,7 +78,7 @@ def detect_images(paths: list[Path], detect, cfg, scale: float | str, out: Path)
 
 
 def add_parser(sub) -> None:
-    from bloodcell.cli_train import add_decode, add_slide
+    from bloodcell.cli_train import add_decode, add_model_and_scale, add_slide
 
     p = sub.add_parser("detect", help="detect cells on your own smear images",
                        description="Detect blood cells on PNG, JPEG, BMP or TIFF smears of any "
@@ -91,25 +91,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="output folder (created; an earlier detect output is replaced, any "
                    "other non-empty folder is refused)")
-    p.add_argument("--model", type=Path, default=Path("models/detector.keras"),
-                   help="trained detector (default models/detector.keras)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--scale", type=float, default=1.0,
-                       help="resize factor to the model's 40x scale (default 1)")
-    group.add_argument("--rbc-diameter", type=rbc_diameter_arg, metavar="PX|auto",
-                       help="typical RBC diameter in the images, in px, or auto: estimated "
-                       "on each image (printed); sets --scale")
+    add_model_and_scale(p)
     add_decode(p, anchors_required=False)
     add_slide(p)
     p.set_defaults(func=cmd_detect)
-
-
-def rbc_diameter_arg(text: str) -> float | str:
-    """``--rbc-diameter``: px or auto (bloodcell.rbc_size's parser, imported only when the
-    option is given)."""
-    from bloodcell.rbc_size import rbc_diameter_arg as parse
-
-    return parse(text)
 
 
 def cmd_detect(a: argparse.Namespace) -> None:

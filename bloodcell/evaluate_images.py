@@ -377,16 +377,8 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
 # --------------------------------------------------------------------------- command line
 
 
-def rbc_diameter_arg(text: str) -> float | str:
-    """``--rbc-diameter``: px or auto (bloodcell.rbc_size's parser, imported only when the
-    option is given: scikit-image is slow to import for every other command)."""
-    from bloodcell.rbc_size import rbc_diameter_arg as parse
-
-    return parse(text)
-
-
 def add_parser(sub) -> None:
-    from bloodcell.cli_train import add_decode, add_slide
+    from bloodcell.cli_train import add_decode, add_model_and_scale, add_slide
 
     p = sub.add_parser(
         "evaluate-images", help="score the detector on annotated real smear images",
@@ -404,14 +396,7 @@ def add_parser(sub) -> None:
     p.add_argument("--images-list", type=Path, metavar="FILE",
                    help="evaluate only the images named in FILE, one per line (file name or "
                    "stem, e.g. BCCD's ImageSets/Main/val.txt)")
-    p.add_argument("--model", type=Path, default=Path("models/detector.keras"),
-                   help="trained detector (default models/detector.keras)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--scale", type=float, default=1.0,
-                       help="resize factor to the model's 40x scale (default 1)")
-    group.add_argument("--rbc-diameter", type=rbc_diameter_arg, metavar="PX|auto",
-                       help="typical RBC diameter in px (sets the scale), or auto: "
-                       "estimated per image")
+    add_model_and_scale(p)
     add_decode(p, anchors_required=False)
     add_slide(p)
     p.add_argument("--map-score-threshold", type=float, default=0.01,

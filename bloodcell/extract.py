@@ -55,6 +55,39 @@ class MaskJob:
     min_area: int
 
 
+def cut_by_mask(job: MaskJob, source: str, fill: bool = False) -> list[Sample | Skip]:
+    """Cut the one cell of a single-cell image by its mask file (the largest component, holes
+    filled when ``fill``) and bring it to the 40x scale; a Skip with the reason otherwise."""
+    from bloodcell.imageio import read_mask
+    from bloodcell.masks import fill_holes, largest_component
+    from bloodcell.scale import crop, mask_box, rescale
+
+    mask_name = job.mask_path.relative_to(job.mask_path.parent.parent).as_posix()
+    try:
+        data, img = read_source(job.path)
+    except ImageProblem as err:
+        return [Skip(job.rel, job.class_name, str(err))]
+    if not job.mask_path.is_file():
+        return [Skip(job.rel, job.class_name, f"no mask {mask_name}")]
+    try:
+        mask = read_mask(job.mask_path)
+    except ImageProblem as err:
+        return [Skip(job.rel, job.class_name, f"mask {job.mask_path.name}: {err}")]
+    if mask.shape != img.shape[:2]:
+        return [Skip(job.rel, job.class_name,
+                     f"mask is {mask.shape[1]}x{mask.shape[0]} px but the image is "
+                     f"{img.shape[1]}x{img.shape[0]} px; use the mask made for this image")]
+    cell = largest_component(mask, job.min_area)
+    if cell is None:
+        return [Skip(job.rel, job.class_name, f"mask holds no cell of at least {job.min_area} "
+                     "px; lower the extract's min_area")]
+    cell = fill_holes(cell) if fill else cell
+    box = mask_box(cell, job.pad)
+    small, small_mask = rescale(crop(img, box), crop(cell, box), job.scale)
+    return [Sample(f"{source}/{job.rel}", source, job.class_name, job.rel, sha256_hex(data),
+                   box, small, small_mask)]
+
+
 def read_source(path: Path) -> tuple[bytes, np.ndarray]:
     """Raw bytes (for the sha256) and the decoded uint8 BGR image of a database file.
 

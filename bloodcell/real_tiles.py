@@ -29,21 +29,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bloodcell.atomic import atomic_dir, check_output
 from bloodcell.classes import CLASS_INDEX, LABEL_INDEX, UNTYPED_WBC, WBC_CLASSES, label_name
 from bloodcell.errors import UserError
 from bloodcell.imageio import ImageProblem, decode_color, encode_png
 from bloodcell.seeds import rng_for
-from bloodcell.shards import (
-    OBJECT_SCHEMA,
-    OBJECTS_NAME,
-    TFRECORD_NAME,
-    ImageRecord,
-    encode_example,
-    image_id,
-)
+from bloodcell.shards import OBJECT_SCHEMA, ImageRecord, image_id, write_shard
 
 log = logging.getLogger(__name__)
 TILE = 224
@@ -239,8 +231,6 @@ def generate(sources: list[SourceImage], cfg: TileConfig):
 
 def run(sets: list[TileSet], outdir: Path, cfg: TileConfig) -> int:
     """Write OUTDIR/images.tfrecord, objects.parquet and a contact sheet; return tile count."""
-    import tensorflow as tf
-
     from bloodcell.synth import write_sheet
 
     if len({s.name for s in sets}) != len(sets):
@@ -254,21 +244,10 @@ def run(sets: list[TileSet], outdir: Path, cfg: TileConfig) -> int:
     sources = [src for ts in sets for src in load_set(ts)]
     if not sources:
         raise UserError("no annotated image in any --set; check the image lists")
-    rows: list[tuple] = []
-    shown: list = []
-    count = 0
+    every = max(1, cfg.variants * 7)  # the sheet shows images of several source images
     with atomic_dir(outdir, "real-tiles", inputs) as tmp:
-        with tf.io.TFRecordWriter(str(tmp / TFRECORD_NAME)) as writer:
-            for rec, img_rows, tile in generate(sources, cfg):
-                writer.write(encode_example(rec))
-                rows.extend(img_rows)
-                count += 1
-                if count % max(1, cfg.variants * 7) == 1 and len(shown) < 12:
-                    shown.append((tile, img_rows))
-        columns = list(zip(*rows)) if rows else [[] for _ in LINEAGE_SCHEMA.names]
-        table = pa.table({n: list(c) for n, c in zip(LINEAGE_SCHEMA.names, columns)},
-                         schema=LINEAGE_SCHEMA)
-        pq.write_table(table, tmp / OBJECTS_NAME, compression="zstd")
+        count, rows, shown = write_shard(tmp, generate(sources, cfg), LINEAGE_SCHEMA,
+                                         lambda i: i % every == 0)
         write_sheet(shown, tmp / SHEET_NAME)
     per_class = pd.Series([r[5] for r in rows]).value_counts().to_dict()
     log.info("real tiles: %d tiles, %d objects %s -> %s", count, len(rows), per_class, outdir)

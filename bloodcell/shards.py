@@ -17,7 +17,7 @@ TFRecord's lists: pasted objects first (paste order), then background RBCs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +123,36 @@ def decode_example(data: bytes) -> ImageRecord:
         boxes,
         np.array(f["image/object/class/label"].int64_list.value, np.int64),
     )
+
+
+SHEET_IMAGES = 12
+"""Images a shard's contact sheet shows."""
+
+
+def write_shard(folder: Path, items: Iterable[tuple[ImageRecord, list[tuple], np.ndarray]],
+                schema: pa.Schema, show: Callable[[int], bool] = lambda i: True
+                ) -> tuple[int, list[tuple], list[tuple[np.ndarray, list[tuple]]]]:
+    """Write ``folder``/images.tfrecord and objects.parquet (rows of ``schema``) from (record,
+    object rows, BGR image) items, in order. Returns the image count, all object rows and, for
+    the contact sheet, (image, rows) of the first SHEET_IMAGES items whose index ``show``
+    picks."""
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    rows: list[tuple] = []
+    shown: list[tuple[np.ndarray, list[tuple]]] = []
+    count = 0
+    with tf.io.TFRecordWriter(str(folder / TFRECORD_NAME)) as writer:
+        for rec, img_rows, img in items:
+            writer.write(encode_example(rec))
+            rows.extend(img_rows)
+            if show(count) and len(shown) < SHEET_IMAGES:
+                shown.append((img, img_rows))
+            count += 1
+    columns = list(zip(*rows)) if rows else [[] for _ in schema.names]
+    table = pa.table({n: list(c) for n, c in zip(schema.names, columns)}, schema=schema)
+    pq.write_table(table, folder / OBJECTS_NAME, compression="zstd")
+    return count, rows, shown
 
 
 def read_records(path: Path) -> Iterator[ImageRecord]:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bloodcell.atomic import atomic_dir
@@ -33,14 +32,7 @@ from bloodcell.compose import Cut, load_cuts, paste, rotate, split_ids, tight_bo
 from bloodcell.errors import UserError
 from bloodcell.imageio import encode_png
 from bloodcell.seeds import rng_for
-from bloodcell.shards import (
-    OBJECT_SCHEMA,
-    OBJECTS_NAME,
-    TFRECORD_NAME,
-    ImageRecord,
-    encode_example,
-    image_id,
-)
+from bloodcell.shards import OBJECT_SCHEMA, ImageRecord, image_id, write_shard
 
 log = logging.getLogger(__name__)
 SIZE = 224
@@ -284,7 +276,6 @@ def write_sheet(samples: list[tuple[np.ndarray, list[tuple]]], path: Path) -> No
 def run(split_csv: Path, extract_dirs: list[Path], backgrounds_dir: Path, outdir: Path,
         cfg: SynthConfig) -> int:
     """Write OUTDIR/images.tfrecord, objects.parquet and contact_sheet.png; return image count."""
-    import tensorflow as tf
 
     bgs = load_backgrounds(backgrounds_dir / RECIPE_NAME, cfg)
     ids = split_ids(split_csv, cfg.split)
@@ -296,19 +287,8 @@ def run(split_csv: Path, extract_dirs: list[Path], backgrounds_dir: Path, outdir
     if not pool and sum(cfg.mix[1:]) > 0:
         raise UserError(f"{split_csv}: the {cfg.split} split has no WBC, thrombocyte or clump "
                         "samples to affix; check the extract stages")
-    rows: list[tuple] = []
-    shown: list = []
     with atomic_dir(outdir, "synth", [split_csv, *extract_dirs, backgrounds_dir]) as tmp:
-        with tf.io.TFRecordWriter(str(tmp / TFRECORD_NAME)) as writer:
-            for rec, img_rows, img in generate(bgs, cuts, pool, cfg):
-                writer.write(encode_example(rec))
-                rows.extend(img_rows)
-                if len(shown) < 12:
-                    shown.append((img, img_rows))
-        columns = list(zip(*rows)) if rows else [[] for _ in OBJECT_SCHEMA.names]
-        table = pa.table({n: list(c) for n, c in zip(OBJECT_SCHEMA.names, columns)},
-                         schema=OBJECT_SCHEMA)
-        pq.write_table(table, tmp / OBJECTS_NAME, compression="zstd")
+        _, rows, shown = write_shard(tmp, generate(bgs, cuts, pool, cfg), OBJECT_SCHEMA)
         write_sheet(shown, tmp / SHEET_NAME)
     n = cfg.images
     log.info("%s shard %d: %d images, %d objects -> %s", cfg.split, cfg.shard, n, len(rows),

@@ -29,11 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bloodcell.errors import UserError
-from bloodcell.extract import MaskJob, read_source, sha256_hex
-from bloodcell.imageio import ImageProblem, read_mask
-from bloodcell.masks import fill_holes, largest_component
+from bloodcell.extract import MaskJob, cut_by_mask
 from bloodcell.samples import Sample, Skip
-from bloodcell.scale import crop, mask_box, rescale
 from bloodcell.sources.layout import list_images, require_layout
 
 SOURCE = "wbcseg"
@@ -124,26 +121,4 @@ def plan(root: Path, scales: dict[int, float], pad: int, min_area: int,
 
 def process(job: Job) -> list[Sample | Skip]:
     """Cut the WBC (cytoplasm + nucleus) by its mask and bring it to the 40x scale."""
-    try:
-        data, img = read_source(job.path)
-    except ImageProblem as err:
-        return [Skip(job.rel, job.class_name, str(err))]
-    if not job.mask_path.is_file():
-        return [Skip(job.rel, job.class_name, f"no mask {job.mask_path.name}")]
-    try:
-        mask = read_mask(job.mask_path)
-    except ImageProblem as err:
-        return [Skip(job.rel, job.class_name, f"mask {job.mask_path.name}: {err}")]
-    if mask.shape != img.shape[:2]:
-        return [Skip(job.rel, job.class_name,
-                     f"mask is {mask.shape[1]}x{mask.shape[0]} px but the image is "
-                     f"{img.shape[1]}x{img.shape[0]} px; use the mask made for this image")]
-    cell = largest_component(mask, job.min_area)
-    if cell is None:
-        return [Skip(job.rel, job.class_name, f"mask holds no cell of at least {job.min_area} "
-                     "px; lower --min-area")]
-    cell = fill_holes(cell)
-    box = mask_box(cell, job.pad)
-    small, small_mask = rescale(crop(img, box), crop(cell, box), job.scale)
-    return [Sample(f"{SOURCE}/{job.rel}", SOURCE, job.class_name, job.rel, sha256_hex(data),
-                   box, small, small_mask)]
+    return cut_by_mask(job, SOURCE, fill=True)
