@@ -439,7 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bloodcell` console script; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines off
     args = build_parser().parse_args(argv)
-    setup_logging(args.log, args.quiet)
+    try:
+        setup_logging(args.log, args.quiet)
+    except OSError as err:
+        sys.stderr.write(f"bloodcell: error: --log {args.log}: cannot write the log file "
+                         f"({err.strerror}); give a writable file path\n")
+        return 2
     try:
         HANDLERS.get(args.command, getattr(args, "func", None))(args)
     except UserError as err:

@@ -5,8 +5,11 @@ model's 40x scale (red cell ~34 px), and detected exactly as ``bloodcell detect`
 (:func:`bloodcell.slide.detect_slide` on RGB: tiles, seam joins, second pass, merge); boxes go
 back to the input image's pixels (x, y, w, h, top-left origin) and are clipped to it. Then:
 
-1. **Classes.** Each detection's model class goes through the class map
-   (:mod:`bloodcell.class_map`) to an evaluation class; classes mapped to null are dropped.
+1. **Classes.** Decoding scores each box by evaluation class (grouped scoring, see
+   :mod:`bloodcell.decode`): the summed probability of the model classes the class map
+   (:mod:`bloodcell.class_map`) sends to one evaluation class, times objectness; the box keeps
+   the best model class of the best group, which the map then turns into its evaluation
+   class. Model classes mapped to null are not scored.
 2. **Duplicates.** Two model classes of different kinds (e.g. Thrombocytes and Clumps, both
    "Platelets" for BCCD) may both sit on one cell after mapping; the slide merge only
    suppresses within a kind. So a greedy class-wise NMS runs *after* mapping at the slide's

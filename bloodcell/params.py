@@ -25,7 +25,9 @@ def load_yaml(path: Path) -> object:
     if not path.is_file():
         raise UserError(f"{path}: not found")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -46,6 +48,9 @@ def validate(params: object, where: Path, project: Path) -> dict:
     if abs(shares["train"] + shares["valid"] + shares["test"] - 1) > 1e-6:
         raise UserError(f"{where}: split.train + split.valid + split.test must add up to 1")
     for key, shard in params["synth"]["shards"].items():
+        if not isinstance(key, str):
+            raise UserError(f"{where}: synth.shards: key {key!r} is not a shard name; name "
+                            "shards like train-0")
         if not key.startswith(shard["split"] + "-"):
             raise UserError(f"{where}: synth.shards.{key}: split is {shard['split']}; name the "
                             f"shard {shard['split']}-N")
@@ -75,11 +80,18 @@ def check_sources(params: dict, where: Path) -> None:
 
 
 def check(path: Path) -> dict:
-    """Load and validate a params file; the project root is the file's folder."""
+    """Load and validate a params file; the project root (holding the schema) is the file's
+    folder (its parent for a preset in config/), else the current folder."""
     project = path.resolve().parent
     if path.resolve().parent.name == PRESETS.name:
         project = project.parent
-    return validate(load_yaml(path), path, project)
+    doc = load_yaml(path)
+    if not (project / SCHEMA).is_file():
+        if not (Path.cwd() / SCHEMA).is_file():
+            raise UserError(f"{path}: no {SCHEMA} beside it or in the current folder to check "
+                            "it against; run the check from the project folder")
+        project = Path.cwd()
+    return validate(doc, path, project)
 
 
 def use(name: str, project: Path = Path(".")) -> Path:
