@@ -175,9 +175,18 @@ def atomic_dir(path: str | os.PathLike, command: str, inputs: Iterable = (),
         os.close(fd)
 
 
+def check_file(path: str | os.PathLike) -> None:
+    """UserError when the output file ``path`` is an existing folder."""
+    if Path(path).is_dir() and not Path(path).is_symlink():
+        raise UserError(f"{path}: is a folder, not a file; give a file path for this output")
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary file path that is renamed to ``path`` when the block succeeds."""
+    """Yield a temporary file path that is renamed to ``path`` when the block succeeds.
+
+    A folder at ``path`` is refused (UserError) before anything is written."""
+    check_file(path)
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)

@@ -137,6 +137,16 @@ def rbc_pools(cuts: list[Cut], split: str, where: str) -> dict[str, list[Cut]]:
     return pools
 
 
+def check_fits(cuts: list[Cut], width: int, height: int, option: str) -> None:
+    """UserError when the largest sample (turned any way) does not fit a width x height
+    canvas: it could not be placed."""
+    side = max((max(c.mask.shape) for c in cuts), default=0)
+    if side > min(width, height):
+        raise UserError(f"{option} {min(width, height)}: a {width}x{height} px canvas cannot "
+                        f"hold the largest sample of the split ({side} px across); raise it "
+                        "(see params.yaml)")
+
+
 def background_sheet(recipe: pa.Table, cuts: dict[str, Cut], size: int, path: Path,
                      n: int = 6) -> None:
     """Contact sheet of the first ``n`` backgrounds of each kind with their RBC boxes drawn."""
@@ -157,6 +167,7 @@ def run(split_csv: Path, extract_dirs: list[Path], outdir: Path, cfg: Background
     """Write OUTDIR/backgrounds.parquet (recipes) and OUTDIR/contact_sheet.png."""
     cuts = load_cuts(extract_dirs, split_ids(split_csv, cfg.split), {"_", "Infected"})
     pools = rbc_pools(cuts, cfg.split, str(split_csv))
+    check_fits(cuts, cfg.size, cfg.size, "--size")
     tables = []
     for k, kind in enumerate(KINDS):
         for i in range(cfg.count):

@@ -63,7 +63,11 @@ def _read_text(spec: str) -> tuple[str, str]:
         if not path.is_file():
             raise UserError(f"class map {path}: no such file; give a YAML path or one of "
                             f"{', '.join(bundled_names())}")
-        return path.read_text(encoding="utf-8"), str(path)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as err:
+            raise UserError(f"class map {path}: not UTF-8 text (byte {err.start}); save it as "
+                            "UTF-8") from None
     if spec not in bundled_names():
         raise UserError(f"unknown class map {spec!r}: use one of {', '.join(bundled_names())} "
                         "or the path of a YAML file (see bloodcell/class_maps/)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -28,8 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 def positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -290,9 +291,17 @@ def cmd_dataset_stats(a: argparse.Namespace) -> None:
     run(a.shards, a.metrics, a.plot)
 
 
+def check_range(option: str, pair: list[int]) -> None:
+    """UserError unless a MIN MAX option pair has MIN <= MAX."""
+    if pair[0] > pair[1]:
+        raise UserError(f"{option} {pair[0]} {pair[1]}: MIN exceeds MAX; give MIN MAX with MIN "
+                        "<= MAX (see params.yaml)")
+
+
 def cmd_backgrounds(a: argparse.Namespace) -> None:
     from bloodcell.backgrounds import BackgroundConfig, run
 
+    check_range("--rbc-count", a.rbc_count)
     cfg = BackgroundConfig(a.seed, a.split, a.per_kind, a.size, *a.rbc_count, a.max_iou,
                            a.mixed_infected)
     run(a.split_table, a.extracts, a.out, cfg)
@@ -306,6 +315,9 @@ def cmd_synth(a: argparse.Namespace) -> None:
         split, shard = shard_key(a.shard)
     except ValueError as err:
         raise UserError(f"{err}; name shards like train-0 in synth.shards") from None
+    if not sum(a.mix) > 0:
+        raise UserError("--mix: all four shares are 0; give at least one share > 0 "
+                        "(synth.mix in params.yaml)")
     cfg = SynthConfig(a.seed, split, shard, a.images, tuple(a.mix), a.partial_share,
                       a.corner_share, a.min_visible, a.bg_size)
     run(a.split_table, a.extracts, a.backgrounds, a.out, cfg)
@@ -315,6 +327,8 @@ def cmd_slides(a: argparse.Namespace) -> None:
     from bloodcell.backgrounds import BackgroundConfig
     from bloodcell.slides import SlidesConfig, run
 
+    for option in ("rbc_count", "wbc", "thrombocytes", "clumps"):
+        check_range(f"--{option.replace('_', '-')}", getattr(a, option))
     sizes = tuple([(a.size, a.size)] * a.count + a.extra_sizes)
     bg = BackgroundConfig(a.seed, "test", 1, a.size, *a.rbc_count, a.max_iou, a.mixed_infected)
     cfg = SlidesConfig(a.seed, sizes, tuple(a.wbc), tuple(a.thrombocytes), tuple(a.clumps),
@@ -435,9 +449,18 @@ def setup_logging(logfile: Path | None, quiet: bool) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
 
 
+def quiet_opencv() -> None:
+    """OpenCV's own log lines off (e.g. "PNG input buffer is incomplete", "can't read
+    header"): every image problem is reported once, by bloodcell, naming the file."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bloodcell` console script; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines off
+    quiet_opencv()
     args = build_parser().parse_args(argv)
     try:
         setup_logging(args.log, args.quiet)

@@ -35,8 +35,17 @@ def split_ids(split_csv: Path, split: str) -> dict[str, str]:
     """sample_id -> class_name of every sample in ``split``."""
     if not split_csv.is_file():
         raise UserError(f"{split_csv}: split table not found; run the split stage first")
-    with open(split_csv, newline="") as f:
-        return {r["sample_id"]: r["class_name"] for r in csv.DictReader(f) if r["split"] == split}
+    need = ("sample_id", "class_name", "split")
+    try:
+        with open(split_csv, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not set(need) <= set(reader.fieldnames):
+                raise UserError(f"{split_csv}: columns are {reader.fieldnames}, expected "
+                                f"{', '.join(need)}; re-run the split stage")
+            return {r["sample_id"]: r["class_name"] for r in reader if r["split"] == split}
+    except UnicodeDecodeError as err:
+        raise UserError(f"{split_csv}: not UTF-8 text (byte {err.start}); re-run the split "
+                        "stage") from None
 
 
 def load_cuts(extract_dirs: list[Path], ids: dict[str, str], classes: set[str]) -> list[Cut]:

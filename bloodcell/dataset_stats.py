@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
-from bloodcell.atomic import atomic_file
+from bloodcell.atomic import atomic_file, check_file
 from bloodcell.classes import UNTYPED_WBC_INDEX, label_name
 from bloodcell.errors import UserError
+from bloodcell.samples import read_parquet
 from bloodcell.shards import OBJECTS_NAME
 
 
@@ -26,7 +26,8 @@ def load_objects(shard_dirs: list[Path]) -> pd.DataFrame:
         path = d / OBJECTS_NAME
         if not path.is_file():
             raise UserError(f"{path}: not found; run the synth stage first")
-        frames.append(pq.read_table(path, columns=["split", "image_id", "class_idx"]).to_pandas())
+        frames.append(read_parquet(path, ["split", "image_id", "class_idx"],
+                                   "re-run the synth stage").to_pandas())
     return pd.concat(frames, ignore_index=True)
 
 
@@ -44,6 +45,8 @@ def split_metrics(o: pd.DataFrame) -> dict:
 
 def run(shard_dirs: list[Path], metrics: Path, plot: Path) -> None:
     """Write the metrics JSON and the per-class plot CSV of the given shards (one split)."""
+    for path in (metrics, plot):  # both checked before either is written
+        check_file(path)
     o = load_objects(shard_dirs)
     result = split_metrics(o)
     with atomic_file(metrics) as tmp:

@@ -105,6 +105,19 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def read_history(path: Path) -> pd.DataFrame:
+    """A training history CSV; UserError naming it when it is missing or unreadable."""
+    if not Path(path).is_file():
+        raise UserError(f"{path} does not exist: run the training stage first or pass its "
+                        "--history file to --histories")
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as err:  # pandas' parser and decoding errors are ValueErrors
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise UserError(f"{path}: not a readable training history CSV ({reason}); re-run the "
+                        "training stage") from None
+
+
 def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg: EvalConfig,
         metrics_json: Path, plots_dir: Path, figures_dir: Path) -> dict:
     """Evaluate the detector on the shards and write metrics, plot data and figures."""
@@ -112,6 +125,7 @@ def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg
         raise UserError(f"{model_path} does not exist: run train_detector first")
     if not test_dirs:
         raise UserError("no test-* shard found: check synth.shards in params.yaml")
+    history = {k: read_history(v) for k, v in histories.items()}  # before the long part
     model = load_detector(model_path)
     files = [str(d / "images.tfrecord") for d in test_dirs]
     low = replace(cfg.decode, score_threshold=min(cfg.map_score_threshold,
@@ -125,7 +139,7 @@ def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg
     plots.pr_curves(curves, figures_dir / "pr_curves.png")
     untyped = [UNTYPED_WBC] if (confusion["actual"] == UNTYPED_WBC).any() else []
     plots.confusion(confusion, [*CLASS_NAMES, *untyped, BACKGROUND], figures_dir / "confusion.png")
-    plots.training_curves({k: pd.read_csv(v) for k, v in histories.items()},
+    plots.training_curves(history,
                           figures_dir / "training_curves.png")
     summary_table(result, figures_dir / "metrics.html")
     return result

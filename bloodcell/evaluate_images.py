@@ -324,6 +324,7 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
     no image left a UserError is raised. Returns the metrics written.
     """
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from bloodcell.evaluate import write_json
     from bloodcell.smear_io import read_smear
@@ -333,34 +334,35 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
         "image_id")))
     frames, ids, sizes, per_image = [], [], {}, {}
     notes: list[dict] = []
-    for k, (name, path) in enumerate(tqdm(list(zip(images["image"].astype(str),
-                                                   images["path"])),
-                                          desc="evaluate", unit="image", file=sys.stderr,
-                                          disable=len(images) < 2)):
-        try:
-            bgr = read_smear(Path(path))
-            factor, diameter = image_scale(str(path), bgr, scale, rbc_diameter)
-        except UserError as err:
-            log.warning("skipped: %s", err)
-            notes.append({"where": str(path), "reason": str(err)})
-            continue
-        raw = detect_image(detect, bgr, factor, slide_cfg)
-        gt = gt_by.get(name, scored.iloc[:0])
-        dets = prepare_detections(raw, cmap, ign_by.get(name, ignored.iloc[:0]),
-                                  cfg.merge_iou).assign(image_id=name)
-        frames.append(dets[DET_COLUMNS])
-        ids.append(name)
-        sizes[name] = (bgr.shape[1], bgr.shape[0])
-        per_image[name] = image_record(factor, diameter, gt,
-                                       dets[dets["score"] > cfg.score_threshold], cmap)
-        if figures_dir is not None and len(ids) <= FIGURE_IMAGES:
-            from bloodcell.detect_outputs import write_png
+    bar = tqdm(list(zip(images["image"].astype(str), images["path"])), desc="evaluate",
+               unit="image", file=sys.stderr, disable=len(images) < 2)
+    with logging_redirect_tqdm():  # warnings above the progress bar, not glued to it
+        for k, (name, path) in enumerate(bar):
+            try:
+                bgr = read_smear(Path(path))
+                factor, diameter = image_scale(str(path), bgr, scale, rbc_diameter)
+            except UserError as err:
+                log.warning("skipped: %s", err)
+                notes.append({"where": str(path), "reason": str(err)})
+                continue
+            raw = detect_image(detect, bgr, factor, slide_cfg)
+            gt = gt_by.get(name, scored.iloc[:0])
+            dets = prepare_detections(raw, cmap, ign_by.get(name, ignored.iloc[:0]),
+                                      cfg.merge_iou).assign(image_id=name)
+            frames.append(dets[DET_COLUMNS])
+            ids.append(name)
+            sizes[name] = (bgr.shape[1], bgr.shape[0])
+            per_image[name] = image_record(factor, diameter, gt,
+                                           dets[dets["score"] > cfg.score_threshold], cmap)
+            if figures_dir is not None and len(ids) <= FIGURE_IMAGES:
+                from bloodcell.detect_outputs import write_png
 
-            shown = raw[raw["score"] > cfg.score_threshold].assign(image_id=name)
-            write_png(figures_dir / figure_name(name), figure(bgr, shown, gt))
+                shown = raw[raw["score"] > cfg.score_threshold].assign(image_id=name)
+                write_png(figures_dir / figure_name(name), figure(bgr, shown, gt))
     if not ids:
-        raise UserError("no image could be evaluated (see the warnings above): check IMAGES "
-                        "and --labels")
+        first = f"first: {notes[0]['reason']}" if notes else "none listed"
+        raise UserError(f"no image could be evaluated ({len(notes)} skipped, {first}); check "
+                        "IMAGES and --labels")
     det = pd.concat(frames, ignore_index=True) if frames else empty_detections()
     gt = scored[scored["image_id"].isin(set(ids))]
     result = {"format": fmt, "class_map": cmap.name, "classes": list(cmap.classes),
@@ -434,7 +436,8 @@ def cmd_evaluate_images(a: argparse.Namespace) -> None:
     from bloodcell.slide import SlideConfig
 
     if not 0.05 <= a.scale <= 20:
-        raise UserError(f"--scale {a.scale:g} is outside 0.05..20")
+        raise UserError(f"--scale {a.scale:g} is outside 0.05..20; give the resize factor to "
+                        "the model's 40x scale, or --rbc-diameter")
     if a.max_dets < 1:
         raise UserError("--max-dets must be >= 1")
     cmap = load_class_map(a.class_map)

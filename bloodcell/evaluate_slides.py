@@ -9,7 +9,6 @@ Boxes: slide pixels, top-left origin (x, y, w, h).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -28,13 +27,24 @@ from bloodcell.slide import WBC, SlideConfig, detect_slide
 
 def load_slides(slides_dir: Path) -> tuple[list[dict], pd.DataFrame]:
     """COCO images of data/slides and their GT table (image_id = file stem)."""
+    from bloodcell.sources.annotations import load_json
+
     path = slides_dir / "ground_truth.json"
     if not path.is_file():
         raise UserError(f"{path} does not exist: run the slides stage first")
-    coco = json.loads(path.read_text())
-    name = {im["id"]: Path(im["file_name"]).stem for im in coco["images"]}
-    rows = [(name[a["image_id"]], a["category_id"] - 1, *map(float, a["bbox"]))
-            for a in coco["annotations"]]
+    coco = load_json(path, "slides' COCO ground truth")
+    try:
+        name = {im["id"]: Path(im["file_name"]).stem for im in coco["images"]}
+        rows = [(name[a["image_id"]], a["category_id"] - 1, *map(float, a["bbox"]))
+                for a in coco["annotations"]]
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        why = f"{type(err).__name__}: {err}"
+        raise UserError(f"{path}: not the COCO ground truth of the slides stage ({why}); "
+                        "re-run the slides stage") from None
+    for im in coco["images"]:
+        if not (slides_dir / im["file_name"]).is_file():
+            raise UserError(f"{slides_dir / im['file_name']}: slide image not found; re-run "
+                            "the slides stage")
     gt = pd.DataFrame(rows, columns=["image_id", "class_idx", "x", "y", "w", "h"])
     return coco["images"], gt
 
@@ -95,6 +105,9 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
     for im in images:
         iid = Path(im["file_name"]).stem
         bgr = cv2.imread(str(slides_dir / im["file_name"]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise UserError(f"{slides_dir / im['file_name']}: unreadable slide image; re-run "
+                            "the slides stage")
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         ids.append(iid)
         sizes[iid] = (im["width"], im["height"])

@@ -27,12 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow.parquet as pq
-
 from bloodcell import __version__
 from bloodcell.atomic import atomic_dir, check_output
 from bloodcell.classes import CLASS_NAMES, PLATELET_CLASSES, RBC_CLASSES
 from bloodcell.errors import UserError
+from bloodcell.samples import read_parquet
 from bloodcell.shards import (
     OBJECTS_NAME,
     TFRECORD_NAME,
@@ -83,7 +82,7 @@ def _check_outdir(outdir: Path, synth_root: Path) -> None:
 
 def _shard_objects(shard: Path) -> dict[str, list[dict]]:
     """Object rows (OBJ_COLUMNS, ints) of one shard per image id, in ``obj`` order."""
-    rows = pq.read_table(shard / OBJECTS_NAME, columns=OBJ_COLUMNS).to_pylist()
+    rows = read_parquet(shard / OBJECTS_NAME, OBJ_COLUMNS, "re-run the synth stage").to_pylist()
     out: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: (r["image_id"], r["obj"])):
         out.setdefault(r["image_id"], []).append(r)

@@ -130,9 +130,13 @@ def write_extract(
     samples = [s for s in items if isinstance(s, Sample)]
     skips = [s for s in items if isinstance(s, Skip)]
     if not samples:
-        first = skips[0].reason if skips else "no files"
+        # the first skip of a file the run tried, not one it ignores on purpose (Thumbs.db)
+        notable = [s for s in skips if not s.reason.endswith("ignored")] or skips
+        root = next((Path(p) for p in inputs if p is not None), None)
+        first = (f"{root / notable[0].path if root else notable[0].path}: {notable[0].reason}"
+                 if notable else "no files")
         raise UserError(f"{source}: no sample could be extracted ({len(skips)} files skipped, "
-                        f"first reason: {first}); check the database and its params")
+                        f"first: {first}); check the database and its params")
     ids = [s.sample_id for s in samples]
     if len(set(ids)) != len(ids):
         raise RuntimeError(f"{source}: duplicate sample ids")

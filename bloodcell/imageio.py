@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -15,13 +16,43 @@ MIN_SIDE_PX = 8
 MAX_PIXELS = 400_000_000
 """Images with more pixels than this are rejected before decoding (about 20000 x 20000)."""
 
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
 
 class ImageProblem(ValueError):
     """A file that cannot be used as a database image; the message is the reason and the fix."""
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) px from the header of PNG, BMP or JPEG bytes, without decoding; None
+    for other formats or a header too short to tell."""
+    if data[:8] == _PNG_MAGIC and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"BM" and len(data) >= 26:
+        w, h = struct.unpack("<ii", data[18:26])
+        return abs(w), abs(h)
+    if data[:3] == _JPEG_MAGIC:
+        i = 2
+        while i + 9 <= len(data) and data[i] == 0xFF:
+            marker = data[i + 1]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return w, h
+            i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return None
+
+
 def _decode_raw(data: bytes) -> np.ndarray:
-    """Decode encoded image bytes unchanged (bit depth and channels kept)."""
+    """Decode encoded image bytes unchanged (bit depth and channels kept). The size in the
+    header is checked before decoding (a forged or huge header allocates nothing), and a PNG
+    or JPEG without its end marker is refused as truncated."""
+    size = header_size(data)
+    if size is not None:
+        check_size(size[::-1])
+    if (data[:8] == _PNG_MAGIC and data.rfind(b"IEND") < 0) or (
+            data[:3] == _JPEG_MAGIC and data.rfind(b"\xff\xd9") < data.find(b"\xff\xda")):
+        raise ImageProblem("truncated image (no end marker); re-download or replace the file")
     buf = np.frombuffer(data, dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if img is None:
@@ -67,7 +98,8 @@ def check_size(shape: tuple[int, int]) -> None:
     """Reject images smaller than MIN_SIDE_PX or larger than MAX_PIXELS (shape is (H, W))."""
     h, w = shape
     if min(h, w) < MIN_SIDE_PX:
-        raise ImageProblem(f"image is {w}x{h} px, too small to hold a cell (min {MIN_SIDE_PX} px)")
+        raise ImageProblem(f"image is {w}x{h} px, too small to hold a cell (min {MIN_SIDE_PX} "
+                           "px); use the full-size image")
     if h * w > MAX_PIXELS:
         raise ImageProblem(f"image is {w}x{h} px, too large; tile it first")
 

@@ -1,5 +1,7 @@
 """Lineage of one synthetic image: for each object, the chain image -> background -> sample ->
-raw database file (path, sha256) -> the sample's split.
+raw database file (path, sha256) -> the sample's split. A real tile (``real-0-NNNNNN``, made by
+the real_tiles stage) leads straight to its annotated raw image (path, sha256) and the object's
+box in that image's native pixels.
 
 Only tables are read, never images: the image's shard ``synth/<split>-<k>/objects.parquet``
 filtered by image id, the extract packs' id and provenance columns filtered by sample id, and
@@ -14,17 +16,18 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from bloodcell.errors import UserError
-from bloodcell.samples import PACK_NAME
+from bloodcell.samples import PACK_NAME, read_parquet
 from bloodcell.shards import OBJECTS_NAME, image_id, parse_image_id
 from bloodcell.split import SPLIT_NAME
 
 OBJ_COLUMNS = ["obj", "class_idx", "class_name", "x", "y", "w", "h", "visible", "sample_id",
                "background_id", "window_x", "window_y"]
 PACK_COLUMNS = ["sample_id", "source", "raw_path", "raw_sha256"]
-ID_HELP = "expected SPLIT-SHARD-INDEX such as train-0-000123"
+RAW_COLUMNS = ["raw_path", "raw_sha256", "raw_x", "raw_y", "raw_w", "raw_h"]
+REAL_SPLIT = "real"
+ID_HELP = "expected SPLIT-SHARD-INDEX such as train-0-000123 (or real-0-000123, a real tile)"
 
 
 def parse_id(text: str) -> tuple[str, int, int]:
@@ -38,14 +41,16 @@ def parse_id(text: str) -> tuple[str, int, int]:
     return split, shard, index
 
 
-def _objects(path: Path, iid: str) -> list[dict]:
-    """The image's object rows (OBJ_COLUMNS) in ``obj`` order; UserError if there are none."""
+def _objects(path: Path, iid: str, columns: list[str] = OBJ_COLUMNS,
+             stage: str = "synth") -> list[dict]:
+    """The image's object rows (``columns``) in ``obj`` order; UserError if there are none."""
     if not path.is_file():
         raise UserError(f"{path}: no such shard for image {iid}; check the id (split and "
-                        "shard) or run the synth stage first")
-    table = pq.read_table(path, columns=OBJ_COLUMNS, filters=[("image_id", "==", iid)])
+                        f"shard) or run the {stage} stage first")
+    table = read_parquet(path, columns, "re-run the stage that wrote it",
+                         filters=[("image_id", "==", iid)])
     if table.num_rows == 0:
-        ids = pc.unique(pq.read_table(path, columns=["image_id"]).column("image_id"))
+        ids = pc.unique(read_parquet(path, ["image_id"]).column("image_id"))
         span = "{min} .. {max}".format(**pc.min_max(ids).as_py()) if len(ids) else "none"
         raise UserError(f"{path}: image {iid} not found (this shard lists {len(ids)} images "
                         f"with objects: {span}); check the index")
@@ -67,7 +72,8 @@ def sample_info(data: Path, ids: set[str]) -> dict[str, dict]:
     if not ids:
         return out
     for pack in _packs(data, ids):
-        t = pq.read_table(pack, columns=PACK_COLUMNS, filters=[("sample_id", "in", sorted(ids))])
+        t = read_parquet(pack, PACK_COLUMNS, "re-run the extract stage",
+                         filters=[("sample_id", "in", sorted(ids))])
         for r in t.to_pylist():
             out[r.pop("sample_id")] = {**r, "pack": str(pack)}
     return out
@@ -98,6 +104,11 @@ def lineage(image_id_text: str, data: Path) -> list[dict]:
     split, shard, index = parse_id(image_id_text)
     iid = image_id(split, shard, index)
     data = Path(data)
+    if split == REAL_SPLIT:
+        path = data / "real_tiles" / OBJECTS_NAME
+        return [{"image_id": iid, "split": split, **r, "source": r["background_id"],
+                 "pack": str(path), "sample_split": REAL_SPLIT}
+                for r in _objects(path, iid, OBJ_COLUMNS + RAW_COLUMNS, "real_tiles")]
     rows = _objects(data / "synth" / f"{split}-{shard}" / OBJECTS_NAME, iid)
     ids = {r["sample_id"] for r in rows if r["sample_id"]}
     info, splits = sample_info(data, ids), sample_splits(data, ids)
@@ -112,12 +123,18 @@ def _block(r: dict, data: str) -> list[str]:
     lines = [
         f"{r['image_id']}  object {r['obj']}: {r['class_name']} (class {r['class_idx']})  "
         f"box x={r['x']} y={r['y']} w={r['w']} h={r['h']}  visible {r['visible'] or 0:.1%}",
-        f"  background  {r['background_id']}  window at x={r['window_x']} y={r['window_y']}",
+        f"  background  {r['background_id']}  window at x={r['window_x']} y={r['window_y']}"
+        if r["split"] != REAL_SPLIT else
+        f"  real tile   of set {r['background_id']}, corner at x={r['window_x']} "
+        f"y={r['window_y']} in the turned image at the 40x scale",
         f"  sample      {r['sample_id'] or '(none recorded)'}",
     ]
     if r["raw_sha256"]:
         lines += [f"  raw file    {r['source']}: {r['raw_path']}",
                   f"  sha256      {r['raw_sha256']}"]
+    if r.get("raw_w") is not None:
+        lines.append(f"  raw box     x={r['raw_x']:g} y={r['raw_y']:g} w={r['raw_w']:g} "
+                     f"h={r['raw_h']:g} (the annotation's box, raw image px)")
     elif r["sample_id"]:
         lines.append(f"  raw file    (not found in {data}/extract/{src}/{PACK_NAME}; "
                      "re-run the extract stage)")

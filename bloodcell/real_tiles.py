@@ -179,16 +179,17 @@ def load_set(ts: TileSet) -> list[SourceImage]:
         objs = objs[keep]
         raw = objs[["x", "y", "w", "h"]].to_numpy(np.float64).reshape(-1, 4)
         labels = np.array([LABEL_INDEX[mapping[v]] for v in objs["label"]], np.int64)
-        data = Path(row.path).read_bytes()
+        raw_path = ts.images / row.image  # as given (relative stays relative), for lineage
+        data = raw_path.read_bytes()
         try:
             bgr = decode_color(data)
         except ImageProblem as err:
-            raise UserError(f"{row.path}: {err}; remove it from {ts.image_list or 'the set'}")
+            raise UserError(f"{raw_path}: {err}; remove it from {ts.image_list or 'the set'}")
         size = (max(1, round(bgr.shape[1] * ts.scale)), max(1, round(bgr.shape[0] * ts.scale)))
         small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if ts.scale < 1
                            else cv2.INTER_LINEAR)
-        out.append(SourceImage(ts.name, str(row.path), hashlib.sha256(data).hexdigest(), small,
-                               raw * ts.scale, labels, raw))
+        out.append(SourceImage(ts.name, raw_path.as_posix(), hashlib.sha256(data).hexdigest(),
+                               small, raw * ts.scale, labels, raw))
     log.info("%s: %d images, %d objects (%d skipped)", ts.name, len(out),
              sum(len(s.labels) for s in out), len(ann.skipped))
     return out

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from bloodcell.atomic import atomic_file
 from bloodcell.classes import LABEL_INDEX
+from bloodcell.errors import UserError
 from bloodcell.imageio import decode_png, encode_png
 
 PACK_NAME = "samples.parquet"
@@ -87,9 +88,21 @@ def write_pack(samples: list[Sample], path: Path) -> None:
         pq.write_table(samples_table(samples), tmp, compression="zstd", row_group_size=4096)
 
 
+def read_parquet(path: Path, columns: list[str] | None = None,
+                 fix: str = "re-run the stage that wrote it", **kwargs) -> pa.Table:
+    """``pq.read_table(path, columns, **kwargs)``; a UserError naming ``path`` and ``fix`` when
+    the file is missing, empty, not Parquet, damaged or lacks one of ``columns``."""
+    try:
+        return pq.read_table(path, columns=columns, **kwargs)
+    except (OSError, pa.ArrowException, KeyError, ValueError) as err:
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise UserError(f"{path}: not a readable table ({reason}); {fix}") from None
+
+
 def read_pack(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read a pack written by write_pack (all columns unless ``columns`` names some)."""
-    return pq.read_table(path, columns=columns)
+    """Read a pack written by write_pack (all columns unless ``columns`` names some);
+    UserError for a missing or damaged pack."""
+    return read_parquet(path, columns, "re-run the extract stage that wrote it")
 
 
 def decode_row(table: pa.Table, i: int) -> tuple[np.ndarray, np.ndarray]:

@@ -156,11 +156,25 @@ def write_shard(folder: Path, items: Iterable[tuple[ImageRecord, list[tuple], np
 
 
 def read_records(path: Path) -> Iterator[ImageRecord]:
-    """Every image of one TFRecord file, in file order."""
+    """Every image of one TFRecord file, in file order; UserError naming the file when it is
+    damaged (truncated, not a TFRecord, an example that does not parse)."""
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
-    for data in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-        yield decode_example(data)
+    from bloodcell.errors import UserError
+
+    try:
+        for data in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            try:
+                rec = decode_example(data)
+            except (DecodeError, KeyError, IndexError, UnicodeDecodeError) as err:
+                raise UserError(f"{path}: an example does not parse ({type(err).__name__}); "
+                                "re-run the stage that wrote it") from None
+            yield rec
+    except tf.errors.OpError as err:
+        reason = (err.message or type(err).__name__).splitlines()[0][:160]
+        raise UserError(f"{path}: damaged TFRecord ({reason}); re-run the stage that wrote "
+                        "it") from None
 
 
 def shard_dirs(root: Path, split: str) -> list[Path]:
@@ -171,7 +185,7 @@ def shard_dirs(root: Path, split: str) -> list[Path]:
 
 def shard_key(key: str) -> tuple[str, int]:
     """(split, shard) of a shard key such as ``train-0``; ValueError otherwise."""
-    split, shard = key.rsplit("-", 1)
+    split, _, shard = key.rpartition("-")
     if split not in ("train", "valid", "test") or not shard.isdigit():
         raise ValueError(f"shard key {key!r} is not SPLIT-N with SPLIT train, valid or test")
     return split, int(shard)

@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from bloodcell.atomic import atomic_dir
-from bloodcell.backgrounds import BackgroundConfig, plan_background, rbc_pools, recipe_rows
+from bloodcell.backgrounds import (
+    BackgroundConfig,
+    check_fits,
+    plan_background,
+    rbc_pools,
+    recipe_rows,
+)
 from bloodcell.classes import CLASS_INDEX, CLASS_NAMES, PLATELET_CLASSES, WBC_CLASSES
 from bloodcell.compose import Cut, load_cuts, paste, split_ids, tight_box
 from bloodcell.draw import draw_boxes
@@ -140,6 +146,9 @@ def run(split_csv: Path, extract_dirs: list[Path], outdir: Path, cfg: SlidesConf
     for c in load_cuts(extract_dirs, ids, {*WBC_CLASSES, *PLATELET_CLASSES}):
         pool.setdefault(c.class_name, []).append(c)
     cuts = {c.sample_id: c for c in rbc_cuts}
+    sides = [side for shape in cfg.sizes for side in shape]
+    check_fits([*rbc_cuts, *(c for p in pool.values() for c in p)], min(sides), min(sides),
+               "--size/--extra-sizes")
     made, tiles = [], []
     with atomic_dir(outdir, "slides", [split_csv, *extract_dirs]) as tmp:
         (tmp / "images").mkdir()

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from bloodcell.atomic import atomic_dir
-from bloodcell.backgrounds import RECIPE_NAME, render_background
+from bloodcell.backgrounds import RECIPE_NAME, RECIPE_SCHEMA, render_background
 from bloodcell.classes import (
     CLASS_INDEX,
     LABEL_INDEX,
@@ -31,6 +30,7 @@ from bloodcell.classes import (
 from bloodcell.compose import Cut, load_cuts, paste, rotate, split_ids, tight_box, transform
 from bloodcell.errors import UserError
 from bloodcell.imageio import encode_png
+from bloodcell.samples import read_parquet
 from bloodcell.seeds import rng_for
 from bloodcell.shards import OBJECT_SCHEMA, ImageRecord, image_id, write_shard
 
@@ -206,10 +206,15 @@ def load_backgrounds(recipe_path: Path, cfg: SynthConfig) -> dict[str, dict[str,
     """Recipe columns of every background of the split, in this shard's seeded order."""
     if not recipe_path.is_file():
         raise UserError(f"{recipe_path}: backgrounds not found; run the backgrounds stage first")
-    cols = pq.read_table(recipe_path).to_pydict()
+    cols = read_parquet(recipe_path, RECIPE_SCHEMA.names, "re-run the backgrounds stage"
+                        ).to_pydict()
     ids = sorted(set(cols["background_id"]))
     if not ids:
         raise UserError(f"{recipe_path}: no backgrounds for this split; raise backgrounds counts")
+    other = sorted(set(cols["split"]) - {cfg.split})
+    if other:
+        raise UserError(f"{recipe_path}: backgrounds of the {other[0]} split, not {cfg.split}; "
+                        f"pass --backgrounds data/backgrounds/{cfg.split}")
     order = rng_for(cfg.seed, "synth-order", cfg.split, cfg.shard).permutation(len(ids))
     out: dict[str, dict[str, list]] = {ids[i]: {k: [] for k in cols} for i in order}
     for j, b in enumerate(cols["background_id"]):
@@ -280,6 +285,11 @@ def run(split_csv: Path, extract_dirs: list[Path], backgrounds_dir: Path, outdir
     bgs = load_backgrounds(backgrounds_dir / RECIPE_NAME, cfg)
     ids = split_ids(split_csv, cfg.split)
     cuts = {c.sample_id: c for c in load_cuts(extract_dirs, ids, {"_", "Infected"})}
+    missing = sorted({s for b in bgs.values() for s in b["sample_id"]} - set(cuts))
+    if missing:
+        raise UserError(f"{backgrounds_dir / RECIPE_NAME}: places RBC sample {missing[0]} (and "
+                        f"{len(missing) - 1} more) that the {cfg.split} split of {split_csv} "
+                        "and the extracts lack; re-run the backgrounds stage on the same inputs")
     objects = load_cuts(extract_dirs, ids, set(AFFIXED))
     pool: dict[str, list[Cut]] = {}
     for c in objects:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from bloodcell.errors import UserError
-from bloodcell.samples import PACK_NAME
+from bloodcell.samples import PACK_NAME, read_parquet
 from bloodcell.shards import OBJECTS_NAME
 
 WINDOW = 224
@@ -41,7 +40,8 @@ def matching_samples(raw: str, data: Path) -> list[str]:
         raise UserError(f"{data / 'extract'}: no sample packs; run the extract stages first")
     found = []
     for pack in packs:
-        t = pq.read_table(pack, columns=["sample_id", "raw_path", "raw_sha256"]).to_pandas()
+        t = read_parquet(pack, ["sample_id", "raw_path", "raw_sha256"],
+                         "re-run the extract stage").to_pandas()
         by_path = t.raw_path.map(lambda p: want == p or want.endswith("/" + p))
         found += t.sample_id[by_path | (t.raw_sha256 == digest)].tolist()
     return sorted(found)
@@ -49,8 +49,8 @@ def matching_samples(raw: str, data: Path) -> list[str]:
 
 def affected_backgrounds(ids: set[str], data: Path) -> pd.DataFrame:
     """Recipe rows (background_id, x, y, w, h) placing one of the samples."""
-    frames = [pq.read_table(p, columns=["background_id", "sample_id", "x", "y", "w", "h"],
-                            filters=[("sample_id", "in", sorted(ids))]).to_pandas()
+    frames = [read_parquet(p, ["background_id", "sample_id", "x", "y", "w", "h"],
+                           filters=[("sample_id", "in", sorted(ids))]).to_pandas()
               for p in sorted((data / "backgrounds").glob("*/backgrounds.parquet"))]
     empty = pd.DataFrame(columns=["background_id", "sample_id", "x", "y", "w", "h"])
     return pd.concat(frames) if frames else empty
@@ -61,7 +61,7 @@ def affected_images(ids: set[str], placed: pd.DataFrame, data: Path) -> list[str
     out: set[str] = set()
     cols = ["image_id", "sample_id", "background_id", "window_x", "window_y"]
     for path in sorted((data / "synth").glob(f"*/{OBJECTS_NAME}")):
-        t = pq.read_table(path, columns=cols).to_pandas()
+        t = read_parquet(path, cols).to_pandas()
         out.update(t.image_id[t.sample_id.isin(ids)])
         windows = t.drop_duplicates("image_id").merge(placed, on="background_id")
         hit = ((windows.window_x < windows.x + windows.w) & (windows.x < windows.window_x + WINDOW)
@@ -82,7 +82,7 @@ def descendants(raw: str, data: Path) -> Descendants:
     slides_table = data / "slides" / "objects.parquet"
     slides = []
     if slides_table.is_file():
-        s = pq.read_table(slides_table, columns=["file_name", "sample_id"]).to_pandas()
+        s = read_parquet(slides_table, ["file_name", "sample_id"]).to_pandas()
         slides = sorted(set(s.file_name[s.sample_id.isin(ids)]))
     images = affected_images(ids, placed, data)
     return Descendants(samples, sorted(set(placed.background_id)), images, slides)

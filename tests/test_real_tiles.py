@@ -146,3 +146,18 @@ def test_mixed_epochs_hold_the_asked_share_of_real_tiles(tmp_path, capsys):
     assert len(a) == 20 and (a > 0).sum() == 6  # real tiles are not blank
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, epoch(8))
+
+
+def test_lineage_of_a_real_tile_leads_to_the_raw_image_and_its_box(tmp_path, capsys):
+    from bloodcell.lineage import format_lineage, lineage
+    from conftest import run_cli
+
+    out = tmp_path / "data" / "real_tiles"
+    assert run_cli(real_tiles_args(tmp_path, out, variants=1), capsys)[0] == 0
+    rows = lineage("real-0-000000", tmp_path / "data")
+    assert rows and {r["source"] for r in rows} == {"bccd"}
+    raw = rows[0]["raw_path"]
+    assert raw == (tmp_path / "voc/BCCD/JPEGImages/img_1.png").as_posix()  # the path as given
+    assert rows[0]["raw_sha256"] == hashlib.sha256(open(raw, "rb").read()).hexdigest()
+    text = format_lineage(rows)
+    assert "raw box" in text and "real tile   of set bccd" in text and "WARNING" not in text

@@ -41,11 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
+import numpy as np
 import pandas as pd
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from bloodcell.errors import UserError
+from bloodcell.imageio import ImageProblem, check_size, header_size
 from bloodcell.sources.layout import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # the type only: XML is parsed by defusedxml
@@ -255,11 +257,24 @@ def exact_file(images_dir: Path, name: str) -> Path | None:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) in px of an image file; UserError if it cannot be decoded."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise UserError(f"{path}: unreadable or truncated image; re-download or replace it")
-    return int(img.shape[1]), int(img.shape[0])
+    """(width, height) in px of an image file, from its header where the format allows (PNG,
+    BMP, JPEG), else decoded; UserError if it cannot be read or its size is unusable (see
+    bloodcell.imageio.check_size)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the image ({err.strerror})") from None
+    size = header_size(data)
+    if size is None:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        if img is None:
+            raise UserError(f"{path}: unreadable or truncated image; re-download or replace it")
+        size = int(img.shape[1]), int(img.shape[0])
+    try:
+        check_size(size[::-1])
+    except ImageProblem as err:
+        raise UserError(f"{path}: {err}") from None
+    return int(size[0]), int(size[1])
 
 
 def require_folder(path: Path, what: str) -> None:
@@ -380,8 +395,11 @@ def load_json(path: Path, what: str) -> object:
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: malformed JSON (line {err.lineno} column {err.colno}: "
                         f"{err.msg}); fix or re-download the {what}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read the {what} ({err})") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save the {what} as UTF-8 "
+                        "JSON") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the {what} ({err.strerror})") from None
 
 
 def need(entry: object, key: str, kind: type | tuple[type, ...], where: str) -> object:
@@ -467,11 +485,21 @@ def coco_tables(coco_json: Path) -> tuple[dict[int, dict], dict[int, str], list[
         for key in ("width", "height"):
             if number(need(img, key, (int, float), where), where, key) <= 0:
                 raise UserError(f"{where}: {key} must be positive; fix the annotation")
+        if image_id in images:
+            raise UserError(f"{where}: id {image_id} is already used by another image; give "
+                            "each image its own id")
+        if any(other["file_name"] == img["file_name"] for other in images.values()):
+            raise UserError(f"{where}: file_name {img['file_name']} is listed twice; merge "
+                            "the entries")
         images[image_id] = img
     cats: dict[int, str] = {}
     for k, cat in enumerate(need(data, "categories", list, str(coco_json))):  # type: ignore
         where = f"{coco_json}: categories[{k}]"
-        cats[int(need(cat, "id", int, where))] = str(need(cat, "name", str, where))  # type: ignore
+        cat_id = int(need(cat, "id", int, where))  # type: ignore[arg-type]
+        if cat_id in cats:
+            raise UserError(f"{where}: category id {cat_id} is listed twice; give each "
+                            "category its own id")
+        cats[cat_id] = str(need(cat, "name", str, where))  # type: ignore
     anns = need(data, "annotations", list, str(coco_json))
     return images, cats, anns  # type: ignore[return-value]
 

@@ -79,14 +79,24 @@ def read_crop_list(path: Path) -> list[Crop]:
     if not path.is_file():
         raise UserError(f"{path}: MAMIC crop list not found; create it (image,class,x,y,w,h) "
                         "or set sources.mamic_crops in params.yaml")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != HEADER:
-            raise UserError(f"{path}:1: header is {reader.fieldnames}, expected "
-                            f"{','.join(HEADER)}; fix the crop list")
-        crops = [parse_row(row, i, str(path)) for i, row in enumerate(reader, start=2)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel) is accepted
+            reader = csv.DictReader(f)
+            if reader.fieldnames != HEADER:
+                raise UserError(f"{path}:1: header is {reader.fieldnames}, expected "
+                                f"{','.join(HEADER)}; fix the crop list")
+            crops = [parse_row(row, i, str(path)) for i, row in enumerate(reader, start=2)]
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save the crop list as "
+                        "UTF-8 CSV") from None
     if not crops:
         raise UserError(f"{path}: the crop list has no rows; list the cells to cut")
+    seen: dict[tuple, int] = {}
+    for c in crops:  # one cell is cut once: a repeated box would give two equal sample ids
+        first = seen.setdefault((c.image, c.box), c.line)
+        if first != c.line:
+            raise UserError(f"{path}:{c.line}: box {','.join(map(str, c.box))} of {c.image} is "
+                            f"listed again (first at {path}:{first}); keep one row per cell")
     return crops
 
 

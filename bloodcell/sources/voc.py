@@ -74,6 +74,8 @@ class Job:
     scale: float
     pad: int
     min_area: int
+    size: tuple[int, int] | None = None
+    """(width, height) px the annotation gives the image; another size skips the image."""
 
 
 def voc_folder(root: Path) -> Path:
@@ -135,7 +137,7 @@ def field_jobs(source: str, ann: AnnotatedImages, folder: str, class_map: dict[s
         cells = tuple(Cell(int(o.obj), class_map[o.label], int_box(o.x, o.y, o.w, o.h))
                       for o in objs.itertuples(index=False))
         jobs.append(Job(source, Path(row.path), f"{folder}/{row.image}", cells, scale, pad,
-                        min_area))
+                        min_area, (int(row.width), int(row.height))))
     skips = [Skip(f"{folder}/{r.image}#{r.obj}", class_map.get(r.label, ""), r.reason)
              for r in ann.dropped.itertuples(index=False)]
     return jobs, skips
@@ -186,5 +188,10 @@ def process(job: Job) -> list[Sample | Skip]:
         data, img = read_source(job.path)
     except ImageProblem as err:
         return [Skip(f"{job.rel}#{c.obj}", c.class_name, str(err)) for c in job.cells]
+    size = (img.shape[1], img.shape[0])
+    if job.size is not None and size != job.size:
+        why = (f"image is {size[0]}x{size[1]} px but its annotation says "
+               f"{job.size[0]}x{job.size[1]}; fix the annotation's size or replace the image")
+        return [Skip(f"{job.rel}#{c.obj}", c.class_name, why) for c in job.cells]
     digest = sha256_hex(data)
     return [cut(img, digest, c, job) for c in job.cells]

@@ -57,8 +57,12 @@ def read_labels(path: Path) -> dict[int, str]:
     if not path.is_file():
         raise UserError(f"{path}: class-label CSV not found; put it beside the dataset folder "
                         "(see raw/README.md)")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save the CSV as UTF-8 "
+                        "(or re-download it)") from None
     head = [c.strip().lower() for c in rows[0]] if rows else []
     if len(head) != 2 or not head[0].startswith("image") or not head[1].startswith("class"):
         raise UserError(f"{path}:1: header is {rows[0] if rows else 'missing'}, expected "
@@ -74,6 +78,10 @@ def read_labels(path: Path) -> dict[int, str]:
                             f"{','.join(row)}; fix the CSV") from None
         if label not in LABELS:
             raise UserError(f"{path}:{line}: class label {label} is not 1-5; fix the CSV")
+        if labels.get(image_id, LABELS[label]) != LABELS[label]:
+            raise UserError(f"{path}:{line}: image ID {image_id} is labelled again with another "
+                            f"class ({LABELS[label]}, before {labels[image_id]}); keep one "
+                            "label per image")
         labels[image_id] = LABELS[label]
     return labels
 
