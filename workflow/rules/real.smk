@@ -29,7 +29,8 @@ rule extract_wbcseg:
 rule extract_voc:
     input:
         db=source_dir("voc"),
-        code=EXTRACT_CODE + ["bloodcell/sources/voc.py", "bloodcell/sources/annotations.py"],
+        code=EXTRACT_CODE
+        + ["bloodcell/sources/voc.py", "bloodcell/sources/annotations.py"],
     output:
         directory("data/extract/voc"),
     log:
@@ -53,7 +54,8 @@ rule extract_iml:
     input:
         db=source_dir("iml"),
         images_list=extract_params("iml").get("images_list", []),
-        code=EXTRACT_CODE + ["bloodcell/sources/iml.py", "bloodcell/sources/annotations.py"],
+        code=EXTRACT_CODE
+        + ["bloodcell/sources/iml.py", "bloodcell/sources/annotations.py"],
     output:
         directory("data/extract/iml"),
     log:
@@ -75,7 +77,11 @@ rule extract_iml:
 
 rule real_tiles:
     input:
-        sets=[f for s in config.get("real_tiles", {}).get("sets", {}).values() for f in set_inputs(s)],
+        sets=[
+            f
+            for s in config.get("real_tiles", {}).get("sets", {}).values()
+            for f in set_inputs(s)
+        ],
         code=[
             "bloodcell/real_tiles.py",
             "bloodcell/sources/annotations.py",
