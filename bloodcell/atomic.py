@@ -24,6 +24,7 @@ a killed run are removed by the next run of the same output.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -137,6 +138,47 @@ def clean_stale(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _writing(err: OSError, tmp: Path) -> bool:
+    """Whether ``err``, raised while an output was written to ``tmp``, is the output's
+    storage failing (full, read-only, no permission there) rather than an input's problem."""
+    if err.errno in (*_FULL, errno.EROFS):
+        return True
+    return err.errno in _DENIED and (err.filename is None
+                                     or str(err.filename).startswith(str(tmp)))
+
+
+def _make_parents(final: Path) -> list[Path]:
+    """Create the missing folders above ``final``; return them, innermost first, so that a
+    failed write can remove them again (:func:`_remove_made`)."""
+    missing = [p for p in final.parents if not p.exists()]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_made(folders: list[Path]) -> None:
+    """Remove the folders :func:`_make_parents` created, where they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def write_error(err: OSError, final: Path) -> UserError:
+    """The one-line error for an output that cannot be written (disk full, read-only, denied)."""
+    if err.errno in _FULL:
+        fix = "free disk space or choose an output folder on another disk"
+    elif err.errno in _DENIED:
+        fix = "choose a writable output folder or fix its permissions"
+    else:
+        fix = "check the output folder"
+    return UserError(f"{final}: cannot write the output ({err.strerror or err}); {fix}")
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, command: str, inputs: Iterable = (),
                outputs: Iterable = ()) -> Iterator[Path]:
@@ -150,19 +192,31 @@ def atomic_dir(path: str | os.PathLike, command: str, inputs: Iterable = (),
     inputs, outputs = list(inputs), list(outputs)
     check_output(path, command, inputs, outputs)
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    made: list[Path] = []
+    try:
+        made = _make_parents(final)
+        clean_stale(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as err:
+        _remove_made(made)
+        raise write_error(err, final) from None
     fd = _lock(tmp)
     try:
         try:
             yield tmp
             check_output(path, command, inputs, outputs)
+            (tmp / MARKER).write_text(command + "\n")
+            os.chmod(tmp, 0o755)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_made(made)
+            if _writing(err, tmp):
+                raise write_error(err, final) from None
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            _remove_made(made)
             raise
-        (tmp / MARKER).write_text(command + "\n")
-        os.chmod(tmp, 0o755)
         old = None
         if final.is_dir() and not final.is_symlink():
             # moved aside first: a kill while deleting it never leaves a half folder at `path`
@@ -188,14 +242,26 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     A folder at ``path`` is refused (UserError) before anything is written."""
     check_file(path)
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    made: list[Path] = []
+    try:
+        made = _make_parents(final)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    except OSError as err:
+        _remove_made(made)
+        raise write_error(err, final) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        _remove_made(made)
+        if _writing(err, tmp):
+            raise write_error(err, final) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_made(made)
         raise
     os.chmod(tmp, 0o644)
     os.replace(tmp, final)

@@ -101,7 +101,7 @@ def _mapping(doc: dict, key: str, allowed: set[str], where: str) -> dict[str, st
         if not isinstance(k, str):
             raise UserError(f"{where}: `{key}:` key {k!r} is not a string; quote it in the "
                             "YAML")
-        if v is not None and v not in allowed:
+        if v is not None and (not isinstance(v, str) or v not in allowed):
             raise UserError(f"{where}: `{key}:` maps {k!r} to {v!r}, which is not in "
                             f"`classes:` {sorted(allowed)}; add it there or use null")
         out[k] = v

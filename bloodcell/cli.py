@@ -7,6 +7,7 @@ arguments. User errors print one line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import math
 import os
@@ -476,6 +477,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.log is not None:
             with open(args.log, "a") as f:
                 f.write(f"bloodcell: error: {err}\n")
+        return 2
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        log.debug("file system error", exc_info=True)  # a full disk or a denied file
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"bloodcell: error: {where}{err.strerror}; free disk space or fix the "
+                         "permissions, or choose another output folder\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("bloodcell: interrupted\n")

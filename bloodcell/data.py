@@ -13,6 +13,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from bloodcell.errors import UserError
 from bloodcell.shards import TFRECORD_NAME
 from bloodcell.targets import detector_targets, multi_hot
 
@@ -49,8 +50,17 @@ def parse(serialised: tf.Tensor) -> dict[str, tf.Tensor]:
 
 
 def count_records(files: Sequence[str]) -> int:
-    """Number of examples in the TFRecord files (one pass over the file index, no decode)."""
-    return int(tf.data.TFRecordDataset(list(files)).reduce(0, lambda n, _: n + 1))
+    """Number of examples in the TFRecord files (one pass over the file index, no decode);
+    UserError naming a damaged file."""
+    total = 0
+    for f in files:
+        try:
+            total += int(tf.data.TFRecordDataset([f]).reduce(0, lambda n, _: n + 1))
+        except tf.errors.OpError as err:
+            reason = (err.message or type(err).__name__).splitlines()[0][:160]
+            raise UserError(f"{f}: damaged TFRecord ({reason}); re-run the stage that wrote "
+                            "it") from None
+    return total
 
 
 def dataset(files: Sequence[str], batch: int, kind: str, *, shuffle_seed: int | None = None,

@@ -44,14 +44,15 @@ def split_metrics(o: pd.DataFrame) -> dict:
 
 
 def run(shard_dirs: list[Path], metrics: Path, plot: Path) -> None:
-    """Write the metrics JSON and the per-class plot CSV of the given shards (one split)."""
+    """Write the metrics JSON and the per-class plot CSV of the given shards (one split):
+    both or, on any error, neither."""
     for path in (metrics, plot):  # both checked before either is written
         check_file(path)
     o = load_objects(shard_dirs)
     result = split_metrics(o)
-    with atomic_file(metrics) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     splits = ",".join(sorted(o.split.unique()))
     rows = [(splits, name, n) for name, n in result["per_class"].items()]
-    with atomic_file(plot) as tmp:
-        pd.DataFrame(rows, columns=["split", "class_name", "objects"]).to_csv(tmp, index=False)
+    with atomic_file(metrics) as tmp_metrics, atomic_file(plot) as tmp_plot:
+        tmp_metrics.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        pd.DataFrame(rows, columns=["split", "class_name", "objects"]).to_csv(tmp_plot,
+                                                                               index=False)

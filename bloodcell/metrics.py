@@ -83,7 +83,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ih = np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1])
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
     union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return np.minimum(iou, 1.0)  # (y + h) - y may exceed h by a rounding step
 
 
 def _xywh(df: pd.DataFrame) -> np.ndarray:

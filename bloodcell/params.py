@@ -31,15 +31,17 @@ def load_yaml(path: Path) -> object:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(err, 'problem', err)}); "
-                        "fix the syntax") from None
+        problem = str(getattr(err, "problem", None) or err).strip().splitlines()[0]
+        raise UserError(f"{where}: not valid YAML ({problem}); fix the syntax") from None
 
 
 def validate(params: object, where: Path, project: Path) -> dict:
     """Check params against the schema and the rules a schema cannot state; return them."""
     schema = load_yaml(project / SCHEMA)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    # YAML keys need not be strings (false:, 7:): sort the error paths as text
+    errors = sorted(validator.iter_errors(params),
+                    key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"

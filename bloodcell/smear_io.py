@@ -152,7 +152,7 @@ def _check_size(path: Path, width: int, height: int) -> None:
 
 def _png_size(head: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG's IHDR chunk, or None when the header is not one."""
-    if head[:8] == _PNG_MAGIC and head[12:16] == b"IHDR":
+    if head[:8] == _PNG_MAGIC and head[12:16] == b"IHDR" and len(head) >= 24:
         w, h = struct.unpack(">II", head[16:24])
         return w, h
     return None

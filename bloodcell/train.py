@@ -209,8 +209,13 @@ def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
     net = models.detector()
     if init_from is not None:
         check_keras_file(init_from, "--init")
-        trained = keras.models.load_model(init_from, compile=False, safe_mode=True)
-        models.copy_trunk(trained, net)
+        try:
+            trained = keras.models.load_model(init_from, compile=False, safe_mode=True)
+            models.copy_trunk(trained, net)
+        except Exception as e:  # a broken or foreign file: Keras raises many kinds
+            raise UserError(f"{init_from} is not a readable ModifiedYolo model "
+                            f"({type(e).__name__}): pass --init models/classifier.keras from "
+                            "train_classifier") from None
     return net
 
 
@@ -381,7 +386,12 @@ def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_
             raise UserError(f"{path} does not exist: run the stages before training first")
     state_dir = checkpoint.STATE_ROOT / f"train_{cfg.kind}-{checkpoint.state_key(key_args, inputs)}"
     with checkpoint.locked(state_dir, f"train-{cfg.kind}"):
-        net, state = fit(cfg, data.record_files(train_dirs), data.record_files(valid_dirs),
-                         state_dir, init_from, tuple(data.record_files(real_dirs)))
+        try:
+            net, state = fit(cfg, data.record_files(train_dirs), data.record_files(valid_dirs),
+                             state_dir, init_from, tuple(data.record_files(real_dirs)))
+        except BaseException:
+            if checkpoint.latest(state_dir) is None:  # nothing to resume: leave no trace
+                checkpoint.clear(state_dir)
+            raise
         write_outputs(net, state, cfg, model_path, history_csv, metrics_json)
         checkpoint.clear(state_dir)
