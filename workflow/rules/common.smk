@@ -96,9 +96,11 @@ EVAL_CODE = [
 
 
 def real_data_args(wildcards, input):
-    """train-detector's real-data options: empty unless the preset sets them (public)."""
+    """train-detector's real-data options: empty unless the preset sets them (public); the
+    schema's defaults (ignore, no real tiles) are the command's own."""
     t = config["train_detector"]
-    args = f" --untyped-wbc {t['untyped_wbc']}" if "untyped_wbc" in t else ""
+    untyped = t.get("untyped_wbc", "ignore")
+    args = f" --untyped-wbc {untyped}" if untyped != "ignore" else ""
     if input.real:
         args += f" --real-tiles {input.real} --real-share {t.get('real_share', 0.0)}"
     return args
