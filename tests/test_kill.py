@@ -307,3 +307,22 @@ def test_detect_over_a_folder(tmp_path, untrained_model):
     kill_and_rerun("detect", tmp_path, setup, [
         "-q", "detect", "smears", "--out", "out", "--model", untrained_model,
         "--rbc-diameter", "40", "--score-threshold", "0.01"], ["out"])
+
+
+def test_evaluate_on_shards(tmp_path, untrained_model):
+    from test_safety import write_shard
+
+    def setup(folder: Path) -> None:
+        write_shard(folder / "data" / "synth" / "test-0", "test", 6, 3)
+        (folder / "plots").mkdir()
+        (folder / "plots" / "c.csv").write_text(
+            "epoch,lr,train_loss,valid_loss,valid_accuracy\n1,0.001,0.5,0.4,0.3\n")
+        (folder / "plots" / "d.csv").write_text(
+            "epoch,lr,train_loss,valid_loss,valid_map50\n1,0.001,50,40,0.1\n")
+
+    kill_and_rerun("evaluate", tmp_path, setup, [
+        "-q", "evaluate", "--shards", "data/synth", "--model", untrained_model,
+        "--histories", "plots/c.csv", "plots/d.csv", "--anchors",
+        "3.1x3.1,6.125x3.1,3.1x6.125,6.125x6.125,5.32x5.32,2.7x2.7",
+        "--metrics", "out/evaluate.json", "--plots", "out/plots", "--figures", "out/figures"],
+        ["out/evaluate.json", "out/plots", "out/figures"])
