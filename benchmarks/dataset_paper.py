@@ -16,8 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
-COPIED = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "config", "bloodcell"]
+from scratch import copy_pipeline
 
 
 def sh(cmd: list[str], cwd: Path) -> float:
@@ -42,14 +41,7 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     a = ap.parse_args()
     root = a.workdir
-    root.mkdir(parents=True, exist_ok=True)
-    for rel in COPIED:
-        src, dst = PROJECT / rel, root / rel
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
+    copy_pipeline(root)
     shutil.copy(root / "config" / "params-paper.yaml", root / "params.yaml")
     cores = ["--cores", str(a.cores)]
     prep = sh(["snakemake", *cores, "data/split"], root)

@@ -16,27 +16,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import yaml
-
-PROJECT = Path(__file__).resolve().parents[1]
-COPIED = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "config", "bloodcell"]
+from scratch import PROJECT, copy_pipeline
 
 
 def copy_project(root: Path, data: Path) -> None:
     """The pipeline in ``root`` with the public preset as its params, reading ``data``."""
-    root.mkdir(parents=True, exist_ok=True)
-    for rel in COPIED:
-        src, dst = PROJECT / rel, root / rel
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
+    copy_pipeline(root)
     params = yaml.safe_load((root / "config" / "params-public.yaml").read_text())
     params["sources"]["root"] = str(data.resolve())
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
