@@ -363,10 +363,14 @@ def test_detect_coco_and_geojson_carry_the_boxes_rounded_to_2_decimals(rows):
         doc = json.loads((Path(d) / "c.json").read_text())
         out.write_geojson(dets, Path(d) / "g.json")
         geo = json.loads((Path(d) / "g.json").read_text())
-    got = sorted((a["category_id"] - 1, *a["bbox"]) for a in doc["annotations"])
-    want = sorted((int(c), *(round(v, 2) + 0.0 for v in (x, y, w, h)))
-                  for c, _, x, y, w, h in rows)
-    assert got == pytest.approx(want, abs=1e-9)
+    got = np.array(sorted((a["category_id"] - 1, *a["bbox"]) for a in doc["annotations"]),
+                   float).reshape(-1, 5)
+    key = [(int(c), *np.round([x, y, w, h], 2), x, y, w, h) for c, _, x, y, w, h in rows]
+    want = np.array([(k[0], *k[5:]) for k in sorted(key)], float).reshape(-1, 5)
+    assert got.shape == want.shape and (got[:, 0] == want[:, 0]).all()
+    # 2 decimals, whichever way a value exactly half-way goes
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], rtol=0, atol=0.005 + 1e-9)
+    assert (np.round(got[:, 1:], 2) == got[:, 1:]).all()
     for f in geo["features"]:
         ring = f["geometry"]["coordinates"][0]
         assert ring[0] == ring[-1] and len(ring) == 5
