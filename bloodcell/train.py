@@ -368,6 +368,9 @@ def write_outputs(net: keras.Model, state: dict, cfg: TrainConfig, model_path: P
     metrics = {"best_epoch": state["best_epoch"], f"best_valid_{cfg.select}": state["best"],
                "epochs": state["epoch"], "final_train_loss": state["history"][-1]["train_loss"],
                **state["data"]}
+    # 6 significant digits, as in the history CSV: in CI the final loss's last digits once
+    # differed between the Snakemake and the DVC run of one command whose models were equal
+    metrics = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in metrics.items()}
     with atomic_file(metrics_json) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
