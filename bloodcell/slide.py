@@ -2,9 +2,10 @@
 
 Coordinates are slide pixels, top-left origin; boxes are (x, y, w, h). Images are RGB uint8.
 
-1. Tiling: 224x224 tiles at ``stride`` px along each axis plus one tile flush with the far edge
-   when the size is not a multiple; an image smaller than 224 on a side is padded (bottom and
-   right) with its median colour and boxes are clipped back to the image.
+1. Tiling: 224x224 tiles at ``stride`` px along each axis (224 - ``overlap`` px when an overlap
+   is given) plus one tile flush with the far edge when the size is not a multiple; an image
+   smaller than 224 on a side is padded (bottom and right) with its median colour and boxes are
+   clipped back to the image.
 2. All tiles go through the detector in batches of one compiled call (model, decode and NMS).
 3. Stitching: boxes move to slide coordinates. Boxes of one class from different tiles that
    meet across a seam (both within ``adjacency_px`` of it, overlapping along it by half the
@@ -13,18 +14,26 @@ Coordinates are slide pixels, top-left origin; boxes are (x, y, w, h). Images ar
    on every thrombocyte or clump pair that met across a seam (window clamped to the image).
    The window's detection that covers the target best replaces the target boxes.
 5. A final class-aware merge: NMS at ``merge_iou`` plus removal of boxes lying mostly (70 %)
-   inside a higher-scoring box of the same class.
+   inside a higher-scoring box of the same class (``merge_metric`` "iou"), or NMS on the
+   intersection over the smaller box (``merge_metric`` "ios", as SAHI's NMS with IOS).
+
+Steps 3 and 5 compare boxes through a uniform grid (bloodcell.box_grid), so their cost grows
+with the number of boxes, not its square (100,000 RBCs on a 20000 x 20000 px smear).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from bloodcell.inference import TileFn
-from bloodcell.metrics import box_iou
+from bloodcell.box_grid import candidate_pairs, grown, pair_ios, pair_iou
+
+if TYPE_CHECKING:  # bloodcell.inference loads TensorFlow; the CLI parsers import this module
+    from bloodcell.inference import TileFn
 
 TILE = 224
 PARTIAL = 5
@@ -36,13 +45,40 @@ KIND = np.array([0, 0, 0, 0, 0, 0, 1, 2, 3, 3])
 (infected or healthy). Two boxes of one kind on one cell are one cell."""
 
 
+MERGE_METRICS = ("iou", "ios")
+"""Final merge rules: "iou": IoU > merge_iou or 70 % inside the kept box; "ios": intersection
+over the smaller box's area > merge_iou."""
+
+
 @dataclass(frozen=True)
 class SlideConfig:
+    """Whole-slide settings. ``stride``: tile step in px (224: tiles only touch). ``overlap``:
+    px shared by neighbouring tiles, 0..223, or None; given, the stride becomes 224 - overlap (a
+    ``stride`` other than the default must then agree). ``merge_iou``: threshold of the final
+    merge, whose rule ``merge_metric`` names (MERGE_METRICS). ``adjacency_px``: how close to a
+    seam two parts of one cut cell lie. ``batch``: tiles per compiled call."""
+
     stride: int = TILE
     merge_iou: float = 0.3
     adjacency_px: int = 6
     second_pass: bool = True
     batch: int = 64
+    merge_metric: str = "iou"
+    overlap: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.overlap is not None:
+            if not 0 <= self.overlap < TILE:
+                raise ValueError(f"overlap {self.overlap} px must lie in 0..{TILE - 1}")
+            if self.stride not in (TILE, TILE - self.overlap):
+                raise ValueError(f"stride {self.stride} and overlap {self.overlap} disagree: "
+                                 f"give one (stride = {TILE} - overlap)")
+            object.__setattr__(self, "stride", TILE - self.overlap)
+        if self.stride < 1:
+            raise ValueError(f"stride {self.stride} px must be at least 1")
+        if self.merge_metric not in MERGE_METRICS:
+            raise ValueError(f"merge_metric {self.merge_metric!r} must be one of "
+                             f"{', '.join(MERGE_METRICS)}")
 
 
 def tile_origins(length: int, stride: int) -> list[int]:
@@ -123,40 +159,77 @@ def seam_lines(origins: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return xs, ys
 
 
+def nearby_lines(values: np.ndarray, lines: np.ndarray, gap: float
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """For values (px, one axis) and sorted seam ``lines`` (px), yield (line, valid) arrays:
+    the k-th line within ``gap`` + 1 px of each value. A superset of the lines within ``gap``
+    px (the caller tests |value - line| <= gap), found by binary search: n log(lines) work."""
+    lo = np.searchsorted(lines, values - gap - 1, "left")
+    hi = np.searchsorted(lines, values + gap + 1, "right")
+    for k in range(int(np.max(hi - lo, initial=0))):
+        idx = lo + k
+        ok = idx < hi
+        yield lines[np.where(ok, idx, 0)], ok
+
+
 def near_seam(xywh: np.ndarray, gap: float, seams: tuple[list[int], list[int]]) -> np.ndarray:
     """Per box (x, y, w, h rows, px): whether one of its sides lies within ``gap`` px of a
     tile seam of its axis. Only such boxes can meet another across a seam."""
     near = np.zeros(len(xywh), bool)
     for axis in (0, 1):
-        lines = np.asarray(seams[axis], float)
-        if lines.size == 0:
-            continue
+        lines = np.unique(np.asarray(seams[axis], float))
         for side in (xywh[:, axis], xywh[:, axis] + xywh[:, axis + 2]):
-            near |= (np.abs(side[:, None] - lines[None, :]) <= gap).any(axis=1)
+            for line, ok in nearby_lines(side, lines, gap):
+                near |= ok & (np.abs(side - line) <= gap)
     return near
+
+
+def share_seam(u: np.ndarray, v: np.ndarray, lines: np.ndarray, gap: float) -> np.ndarray:
+    """Per row: whether one of the sorted seam ``lines`` lies within ``gap`` px of both u and
+    v (px, one axis)."""
+    found = np.zeros(len(u), bool)
+    for line, ok in nearby_lines(u, lines, gap):
+        found |= ok & (np.abs(u - line) <= gap) & (np.abs(v - line) <= gap)
+    return found
+
+
+def meet_across_seam_pairs(a: np.ndarray, b: np.ndarray, gap: float,
+                           seams: tuple[list[int], list[int]]) -> np.ndarray:
+    """:func:`meet_across_seam` on row-aligned boxes ``a`` and ``b`` (k, 4: x, y, w, h px) at
+    once, in the same float operations (same answers on finite boxes)."""
+    meet = np.zeros(len(a), bool)
+    for axis in (0, 1):
+        other = 1 - axis
+        first = (a[:, axis] <= b[:, axis])[:, None]
+        lo, hi = np.where(first, a, b), np.where(first, b, a)
+        lines = np.unique(np.asarray(seams[axis], float))
+        near = share_seam(lo[:, axis] + lo[:, axis + 2], hi[:, axis], lines, gap)
+        along = (np.minimum(a[:, other] + a[:, other + 2], b[:, other] + b[:, other + 2])
+                 - np.maximum(a[:, other], b[:, other]))
+        meet |= near & (along >= 0.5 * np.minimum(a[:, other + 2], b[:, other + 2]))
+    return meet
 
 
 def seam_pairs(dets: pd.DataFrame, classes: tuple[int, ...], gap: float,
                seams: tuple[list[int], list[int]]) -> list[tuple[int, int]]:
     """Row pairs of boxes of the same kind (see KIND; classes from ``classes``) and different
-    tiles that meet across a seam. Candidates are boxes near a seam whose boxes, grown by
-    ``gap`` px, overlap (both necessary for meeting), so the exact test runs on few pairs."""
-    pairs = []
+    tiles that meet across a seam, ordered by the first row's position, then the second's.
+    Candidates are boxes near a seam whose boxes, grown by ``gap`` px, overlap (both necessary
+    for meeting), found through a grid (bloodcell.box_grid), so the exact test runs on few
+    pairs and the cost grows with the number of boxes."""
     sub = dets[dets["class_idx"].isin(classes)]
     xywh = sub[["x", "y", "w", "h"]].to_numpy(float)
     keep = near_seam(xywh, gap, seams)
     sub, xywh = sub[keep], xywh[keep]
-    cls, tile, rows = KIND[sub["class_idx"].to_numpy()], sub["tile"].to_numpy(), \
+    kind, tile, rows = KIND[sub["class_idx"].to_numpy()], sub["tile"].to_numpy(), \
         sub.index.to_numpy()
-    x0, y0 = xywh[:, 0] - gap, xywh[:, 1] - gap
-    x1, y1 = xywh[:, 0] + xywh[:, 2] + gap, xywh[:, 1] + xywh[:, 3] + gap
-    for i in range(len(sub)):
-        near = np.nonzero((cls == cls[i]) & (tile != tile[i]) & (np.arange(len(sub)) > i)
-                          & (x0 <= x1[i]) & (x0[i] <= x1)
-                          & (y0 <= y1[i]) & (y0[i] <= y1))[0]
-        pairs += [(int(rows[i]), int(rows[j])) for j in near
-                  if meet_across_seam(xywh[i], xywh[j], gap, seams)]
-    return pairs
+    i, j = candidate_pairs(xywh, gap)
+    x0, y0, x1, y1 = grown(xywh, gap)
+    ok = ((kind[i] == kind[j]) & (tile[i] != tile[j]) & (x0[j] <= x1[i]) & (x0[i] <= x1[j])
+          & (y0[j] <= y1[i]) & (y0[i] <= y1[j]))
+    i, j = i[ok], j[ok]
+    meet = meet_across_seam_pairs(xywh[i], xywh[j], gap, seams)
+    return [(int(rows[a]), int(rows[b])) for a, b in zip(i[meet], j[meet])]
 
 
 def union_box(boxes: np.ndarray) -> np.ndarray:
@@ -258,7 +331,10 @@ def second_pass(detect: TileFn, image: np.ndarray, dets: pd.DataFrame, size: tup
     boxes = {r: dets.loc[r, ["x", "y", "w", "h"]].to_numpy(float) for r in targets}
     classes = {r: int(dets.loc[r, "class_idx"]) for r in targets}
     origins = [window_origin(boxes[r], image.shape[1], image.shape[0]) for r in targets]
-    found = run_tiles(detect, image, origins, batch)
+    # windows run top to bottom, so a smear read region by region is decoded once
+    order = sorted(range(len(origins)), key=lambda k: (origins[k][1], origins[k][0]))
+    found = run_tiles(detect, image, [origins[k] for k in order], batch)
+    found["tile"] = np.asarray(order, np.int64)[found["tile"].to_numpy()]
     for k, r in enumerate(targets):
         if r not in dets.index:  # already replaced by an earlier target's new box
             continue
@@ -272,10 +348,46 @@ def second_pass(detect: TileFn, image: np.ndarray, dets: pd.DataFrame, size: tup
     return dets
 
 
-def class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7) -> pd.DataFrame:
+def suppressions(b: np.ndarray, iou: float, inside: float, metric: str
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j), i < j, of ranked boxes ``b`` (x, y, w, h px) where box i, if kept, removes
+    box j (see :func:`class_nms`), sorted by i. Only grid candidates are measured; other pairs
+    do not overlap, so no rule with thresholds >= 0 holds for them."""
+    i, j = candidate_pairs(b)
+    if metric == "ios":
+        hit = pair_ios(b[i], b[j]) > iou
+    else:  # the floats of the former all-pairs version: intersection from the IoU
+        overlap = pair_iou(b[i], b[j])
+        area = b[:, 2] * b[:, 3]
+        inter = overlap * (area[i] + area[j]) / (1 + overlap)
+        hit = (overlap > iou) | (inter / np.maximum(area[j], 1e-6) > inside)
+    return i[hit], j[hit]
+
+
+def greedy_keep(b: np.ndarray, iou: float, inside: float, metric: str) -> np.ndarray:
+    """Mask of the ranked boxes ``b`` kept by greedy NMS: each kept box, in rank order, removes
+    the later boxes it suppresses."""
+    i, j = suppressions(b, iou, inside, metric)
+    alive = np.ones(len(b), bool)
+    starts = np.searchsorted(i, np.arange(len(b) + 1))
+    for k in np.unique(i):
+        if alive[k]:
+            alive[j[starts[k]:starts[k + 1]]] = False
+    return alive
+
+
+def class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7,
+              metric: str = "iou") -> pd.DataFrame:
     """Greedy NMS per kind of cell (KIND), whole boxes first (not cut by a tile edge, not
-    partialWBC), then by score: drop boxes overlapping a kept one by IoU > ``iou`` or lying
-    ``inside`` (share of their own area) within it."""
+    partialWBC), then by score. ``metric`` "iou": drop boxes overlapping a kept one by
+    IoU > ``iou`` or lying ``inside`` (share of their own area) within it; "ios": drop boxes
+    whose intersection with a kept one exceeds ``iou`` of the smaller box's area. Boxes are
+    x, y, w, h px; candidates come from a grid (bloodcell.box_grid), so memory and time grow
+    with the number of boxes. Returns the kept rows in index order."""
+    if metric not in MERGE_METRICS:
+        raise ValueError(f"merge metric {metric!r} must be one of {', '.join(MERGE_METRICS)}")
+    if not (iou >= 0 and inside >= 0):
+        raise ValueError(f"merge thresholds must be >= 0, got iou {iou}, inside {inside}")
     keep = []
     ranked = dets.assign(kind=KIND[dets["class_idx"].to_numpy()],
                          partial=dets["class_idx"].to_numpy() == PARTIAL)
@@ -283,16 +395,7 @@ def class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7) -> pd.DataFra
         part = part.sort_values(["cut", "partial", "score"], ascending=[True, True, False],
                                 kind="mergesort")
         b = part[["x", "y", "w", "h"]].to_numpy(float)
-        overlap = box_iou(b, b)
-        area = b[:, 2] * b[:, 3]
-        inter = overlap * (area[:, None] + area[None, :]) / (1 + overlap)
-        contained = inter / np.maximum(area[None, :], 1e-6)  # [kept, other]: share of other
-        alive = np.ones(len(part), bool)
-        for i in range(len(part)):
-            if alive[i]:
-                later = np.arange(len(part)) > i
-                alive &= ~(later & ((overlap[i] > iou) | (contained[i] > inside)))
-        keep += list(part.index[alive])
+        keep += list(part.index[greedy_keep(b, iou, inside, metric)])
     return dets.loc[sorted(keep)]
 
 
@@ -319,6 +422,6 @@ def detect_slide(detect: TileFn, image: np.ndarray, cfg: SlideConfig) -> pd.Data
     dets = dets.reset_index(drop=True)
     if cfg.second_pass:
         dets = second_pass(detect, padded, dets, (width, height), cfg.batch)
-    dets = clip_to_image(class_nms(dets, cfg.merge_iou), width, height)
+    dets = clip_to_image(class_nms(dets, cfg.merge_iou, metric=cfg.merge_metric), width, height)
     dets = dets.sort_values(["y", "x", "class_idx"], kind="mergesort")
     return dets[["class_idx", "score", "x", "y", "w", "h"]].reset_index(drop=True)

@@ -6,16 +6,27 @@ edge comes back as partialWBC (class 5) with its clipped box, any other cell as 
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
+from bloodcell.box_grid import candidate_pairs, neighbours, pair_ios, pair_iou
+from bloodcell.cli_train import add_slide
+from bloodcell.metrics import box_iou
 from bloodcell.slide import (
+    KIND,
+    PARTIAL,
     SlideConfig,
     class_nms,
     detect_slide,
     meet_across_seam,
     pad_to_tile,
+    seam_lines,
+    seam_pairs,
     tile_origins,
 )
 
@@ -128,8 +139,6 @@ def test_seam_meeting_needs_a_seam_and_overlap_along_it():
 
 
 def test_class_nms_drops_overlaps_and_contained_boxes_of_one_class_only():
-    import pandas as pd
-
     dets = pd.DataFrame({"class_idx": [9, 9, 9, 6], "score": [0.9, 0.8, 0.7, 0.6], "cut": False,
                          "x": [0, 2, 5, 0], "y": [0, 2, 5, 0], "w": [30, 30, 10, 30],
                          "h": [30, 30, 10, 30]})
@@ -157,3 +166,235 @@ def test_an_rbc_cut_by_a_seam_is_infected_when_one_part_is():
     dets = detect_slide(detect, img, SlideConfig())
     assert boxes_of(dets, 8) == [[210, 50, 30, 30]]
     assert boxes_of(dets, 9) == [[600, 600, 30, 30]]
+
+
+# ------------------------------------------------------------------ the merge at smear scale
+
+
+def all_pairs_class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7) -> pd.DataFrame:
+    """The all-pairs class_nms before the grid (issue 12), kept as the reference."""
+    keep = []
+    ranked = dets.assign(kind=KIND[dets["class_idx"].to_numpy()],
+                         partial=dets["class_idx"].to_numpy() == PARTIAL)
+    for _, part in ranked.groupby("kind", sort=True):
+        part = part.sort_values(["cut", "partial", "score"], ascending=[True, True, False],
+                                kind="mergesort")
+        b = part[["x", "y", "w", "h"]].to_numpy(float)
+        overlap = box_iou(b, b)
+        area = b[:, 2] * b[:, 3]
+        inter = overlap * (area[:, None] + area[None, :]) / (1 + overlap)
+        contained = inter / np.maximum(area[None, :], 1e-6)  # [kept, other]: share of other
+        alive = np.ones(len(part), bool)
+        for i in range(len(part)):
+            if alive[i]:
+                later = np.arange(len(part)) > i
+                alive &= ~(later & ((overlap[i] > iou) | (contained[i] > inside)))
+        keep += list(part.index[alive])
+    return dets.loc[sorted(keep)]
+
+
+def clustered_dets(seed: int, n: int = 10_000) -> pd.DataFrame:
+    """``n`` detections in clusters of ~5 on a 6000 px square: RBC-, WBC- and platelet-sized
+    boxes, half on whole px, exact duplicates, boxes nested in others, scores on a 0.1 grid
+    (many ties), a fifth cut by a tile edge, and a shuffled, gappy index."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 6000, (n // 5, 2))
+    xy = centres[rng.integers(0, len(centres), n)] + rng.normal(0, 8, (n, 2))
+    side = rng.choice([8.0, 20, 35, 35, 35, 80], n)[:, None] * rng.uniform(0.7, 1.3, (n, 2))
+    b = np.c_[xy, side]
+    whole = rng.random(n) < 0.5
+    b[whole] = b[whole].round()
+    dup = rng.choice(n, n // 20, replace=False)
+    b[dup[1:]] = b[dup[:-1]]  # copies of other boxes
+    nest = rng.choice(n, n // 20, replace=False)
+    b[nest[1:], :2] = b[nest[:-1], :2] + 0.2 * b[nest[:-1], 2:]
+    b[nest[1:], 2:] = 0.6 * b[nest[:-1], 2:]
+    p = [0.05] * 6 + [0.15, 0.15, 0.1, 0.3]
+    return pd.DataFrame({
+        "class_idx": rng.choice(10, n, p=p), "score": rng.integers(1, 11, n) / 10,
+        "x": b[:, 0], "y": b[:, 1], "w": b[:, 2], "h": b[:, 3], "cut": rng.random(n) < 0.2,
+    }, index=rng.permutation(n) * 3 + 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grid_class_nms_equals_the_all_pairs_version_on_10000_boxes(seed):
+    dets = clustered_dets(seed)
+    for iou, inside in ((0.3, 0.7), (0.1, 0.5)):
+        kept = class_nms(dets, iou, inside)
+        expected = all_pairs_class_nms(dets, iou, inside)
+        assert list(kept.index) == list(expected.index)
+        assert 0.3 * len(dets) < len(kept) < 0.9 * len(dets)  # many merges, many survivors
+
+
+def test_ios_merge_removes_a_small_box_mostly_inside_a_big_one():
+    dets = pd.DataFrame({"class_idx": [9, 9, 6], "score": [0.9, 0.8, 0.7], "cut": False,
+                         "x": [0.0, 25, 25], "y": [0.0, 25, 25], "w": [40.0, 20, 20],
+                         "h": [40.0, 20, 20]})
+    # small box: 15 x 15 of its 20 x 20 inside: IOS 0.56, IoU 0.13, 56 % < 70 % contained
+    assert list(class_nms(dets, 0.5, metric="ios").index) == [0, 2]  # other kind stays
+    assert list(class_nms(dets, 0.5, metric="iou").index) == [0, 1, 2]
+    assert list(class_nms(dets, 0.6, metric="ios").index) == [0, 1, 2]
+    with pytest.raises(ValueError, match="merge metric"):
+        class_nms(dets, 0.5, metric="giou")
+    with pytest.raises(ValueError, match="merge_metric"):
+        SlideConfig(merge_metric="giou")
+
+
+def test_pair_measures_and_grid_candidates_match_all_pairs():
+    rng = np.random.default_rng(5)
+    b = np.c_[rng.uniform(0, 400, (300, 2)).round(), rng.uniform(0, 50, (300, 2)).round()]
+    b[0] = [5, 5, 3000, 200]  # spans many cells: compared with every box directly
+    b[1, 0], b[2, 2] = np.nan, np.inf
+    i, j = np.triu_indices(len(b), 1)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(pair_iou(b[i], b[j]), box_iou(b, b)[i, j])
+        ios = pair_ios(b[i], b[j])
+    assert ((ios >= 0) & (ios <= 1)).all()
+    assert ios[(i == 0) & (j == 3)] == pytest.approx(1.0)  # b[3] lies inside b[0]
+    for margin in (0.0, 6.0):
+        ci, cj = candidate_pairs(b, margin)
+        assert (ci < cj).all() and len(set(zip(ci, cj))) == len(ci)
+        x0, y0 = b[:, 0] - margin, b[:, 1] - margin
+        x1, y1 = b[:, 0] + b[:, 2] + margin, b[:, 1] + b[:, 3] + margin
+        touch = (x0[i] <= x1[j]) & (x0[j] <= x1[i]) & (y0[i] <= y1[j]) & (y0[j] <= y1[i])
+        assert set(zip(i[touch], j[touch])) <= set(zip(ci, cj))
+        assert len(ci) < 0.1 * len(i)  # far fewer than all pairs
+    indptr, idx = neighbours(b)
+    ci, cj = candidate_pairs(b)
+    assert sorted(idx[indptr[7]:indptr[8]]) == sorted([*cj[ci == 7], *ci[cj == 7]])
+
+
+# ------------------------------------------------------------------ seams at smear scale
+
+
+def all_pairs_near_seam(xywh: np.ndarray, gap: float, seams) -> np.ndarray:
+    """near_seam before issue 12 (a boxes x seams matrix), kept as the reference."""
+    near = np.zeros(len(xywh), bool)
+    for axis in (0, 1):
+        lines = np.asarray(seams[axis], float)
+        if lines.size == 0:
+            continue
+        for side in (xywh[:, axis], xywh[:, axis] + xywh[:, axis + 2]):
+            near |= (np.abs(side[:, None] - lines[None, :]) <= gap).any(axis=1)
+    return near
+
+
+def brute_seam_pairs(dets: pd.DataFrame, classes, gap: float, seams) -> list[tuple[int, int]]:
+    """seam_pairs before issue 12 (every box against all others), kept as the reference."""
+    pairs = []
+    sub = dets[dets["class_idx"].isin(classes)]
+    xywh = sub[["x", "y", "w", "h"]].to_numpy(float)
+    keep = all_pairs_near_seam(xywh, gap, seams)
+    sub, xywh = sub[keep], xywh[keep]
+    cls, tile, rows = KIND[sub["class_idx"].to_numpy()], sub["tile"].to_numpy(), \
+        sub.index.to_numpy()
+    x0, y0 = xywh[:, 0] - gap, xywh[:, 1] - gap
+    x1, y1 = xywh[:, 0] + xywh[:, 2] + gap, xywh[:, 1] + xywh[:, 3] + gap
+    for i in range(len(sub)):
+        near = np.nonzero((cls == cls[i]) & (tile != tile[i]) & (np.arange(len(sub)) > i)
+                          & (x0 <= x1[i]) & (x0[i] <= x1)
+                          & (y0 <= y1[i]) & (y0[i] <= y1))[0]
+        pairs += [(int(rows[i]), int(rows[j])) for j in near
+                  if meet_across_seam(xywh[i], xywh[j], gap, seams)]
+    return pairs
+
+
+def seam_case(seed: int, n: int = 3000):
+    """Detections on a 1500 px square tiled at a random stride: a third anywhere, the rest in
+    pairs of parts meeting (or nearly, a quarter exactly on it) across a seam, on whole, half or
+    any px, mostly of one class."""
+    rng = np.random.default_rng(seed)
+    stride = int(rng.choice([224, 176, 112]))
+    origins = [(x, y) for y in tile_origins(1500, stride) for x in tile_origins(1500, stride)]
+    seams = seam_lines(origins)
+    b = np.c_[rng.uniform(0, 1500, (n, 2)), rng.uniform(5, 60, (n, 2))]
+    cls = rng.choice([0, 5, 6, 7, 8, 9], n)
+    rounding = rng.integers(0, 3, n)
+    b[rounding == 0] = b[rounding == 0].round()
+    b[rounding == 1] = (2 * b[rounding == 1]).round() / 2
+    for k in range(n // 3, n - 1, 2):
+        axis = int(rng.integers(0, 2))
+        s = float(rng.choice(seams[axis]))
+        d = rng.uniform(-8, 8, 2).round(int(rng.integers(0, 3))) * (rng.random() < 0.75)
+        b[k, axis] = s - b[k, axis + 2] + d[0]  # ends near the seam (or on it)
+        b[k + 1, axis] = s + d[1]  # starts near it
+        b[k + 1, 1 - axis] = b[k, 1 - axis] + round(rng.uniform(-30, 30))
+        cls[k + 1] = cls[k] if rng.random() < 0.8 else cls[k + 1]
+    dets = pd.DataFrame({"class_idx": cls,
+                         "score": 0.9, "x": b[:, 0], "y": b[:, 1], "w": b[:, 2], "h": b[:, 3],
+                         "tile": rng.integers(0, 4, n)}, index=rng.permutation(n) * 2)
+    return dets, seams
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_grid_seam_pairs_equal_the_brute_force_ones(seed):
+    dets, seams = seam_case(seed)
+    for classes, gap in ((tuple(range(10)), 6), ((6, 7, 9), 6.5), ((0, 5, 8), 0)):
+        expected = brute_seam_pairs(dets, classes, gap, seams)
+        assert seam_pairs(dets, classes, gap, seams) == expected
+        assert len(expected) > 20
+
+
+# ------------------------------------------------------------------ overlapping tiles
+
+
+def slide_args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_slide(p)
+    return p.parse_args(list(argv))
+
+
+@pytest.mark.parametrize("text, overlap, stride", [
+    ("20%", 45, 179), ("0.2", 45, 179), ("48", 48, 176), ("0", 0, 224), ("0.5", 112, 112),
+    ("12.5%", 28, 196), ("223", 223, 1)])
+def test_overlap_in_px_share_or_percent_sets_the_stride(text, overlap, stride):
+    a = slide_args("--overlap", text)  # a share is round(224 * share) px
+    assert (a.overlap, a.stride) == (overlap, stride)
+    cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px, overlap=a.overlap)
+    assert cfg.stride == stride
+
+
+def test_slide_options_default_and_stride_still_works():
+    a = slide_args()
+    assert (a.stride, a.overlap, a.merge_iou, a.merge_metric, a.adjacency_px) == \
+        (224, None, 0.3, "iou", 6)
+    assert (slide_args("--stride", "112").stride, slide_args("--stride", "112").overlap) == \
+        (112, None)
+    assert slide_args("--merge-metric", "ios").merge_metric == "ios"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (("--overlap", "224"), "--overlap"), (("--overlap", "-1"), "--overlap"),
+    (("--overlap", "1.0"), "--overlap"), (("--overlap", "100%"), "--overlap"),
+    (("--overlap", "0.999"), "--overlap"), (("--overlap", "abc"), "--overlap"),
+    (("--overlap", "nan"), "--overlap"), (("--overlap", ""), "--overlap"),
+    (("--stride", "0"), "--stride"), (("--stride", "225"), "--stride"),
+    (("--stride", "112", "--overlap", "48"), "not both"),
+    (("--overlap", "48", "--stride", "176"), "not both"),
+    (("--merge-metric", "giou"), "--merge-metric"), (("--merge-iou", "-0.1"), "--merge-iou")])
+def test_bad_slide_options_give_one_clear_error(argv, needle, capsys):
+    with pytest.raises(SystemExit) as err:
+        slide_args(*argv)
+    assert err.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error" in last and needle in last
+
+
+def test_slide_config_overlap_sets_the_stride_and_survives_replace():
+    cfg = SlideConfig(overlap=48)
+    assert cfg.stride == 176
+    assert dataclasses.replace(cfg, second_pass=False).stride == 176
+    assert SlideConfig(176, overlap=48).stride == 176
+    for bad in ({"stride": 100, "overlap": 48}, {"overlap": 224}, {"overlap": -1},
+                {"stride": 0}):
+        with pytest.raises(ValueError):
+            SlideConfig(**bad)
+
+
+@pytest.mark.parametrize("cfg", [SlideConfig(overlap=48), SlideConfig(overlap=45,
+                                                                      merge_metric="ios")])
+def test_overlapping_tiles_by_overlap_give_the_same_cells(cfg):
+    img = scene(700, 700, [(9, 300, 300, 30, 30), (2, 400, 100, 70, 70)])
+    dets = detect_slide(fake_detect, img, cfg)
+    assert boxes_of(dets, 9) == [[300, 300, 30, 30]]
+    assert boxes_of(dets, 2) == [[400, 100, 70, 70]]
