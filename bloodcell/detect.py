@@ -1,8 +1,11 @@
 """``bloodcell detect``: cells, counts and parasitemia on users' own smear images.
 
-Per image: an annotated PNG and a QuPath GeoJSON; per run: ``summary.csv`` (counts per class,
-WBC differential in %, parasitemia in %) and ``detections.json`` (COCO, all images). Boxes are
-in the input image's pixels (top-left origin), whatever ``scale`` the detector saw.
+Per image: an annotated PNG, a QuPath GeoJSON and a cells CSV, written as the image finishes;
+per run: ``summary.csv`` (status, counts per class, WBC differential in %, parasitemia in %) and
+``detections.json`` (COCO, all images). Boxes are in the input image's pixels (top-left
+origin), whatever ``scale`` the detector saw. Smears are read region by region
+(smear_io.open_smear), so memory stays bounded on gigapixel TIFFs. Resuming, output names and
+failed images: bloodcell.detect_folder.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bloodcell.errors import UserError
+from bloodcell.smear_io import MODEL_RBC_PX
 
 SUMMARY = "summary.csv"
 log = logging.getLogger("bloodcell")
@@ -36,45 +40,143 @@ def check_scale(scale: float, what: str) -> None:
                         "--rbc-diameter")
 
 
-def auto_scale(path: Path, bgr: np.ndarray) -> float:
+def auto_scale(path: Path, bgr: np.ndarray, model_rbc_px: float) -> float:
     """The scale of one image (uint8 BGR) from its estimated RBC diameter, logged as
     ``IMAGE: estimated RBC diameter D px -> scale S``; UserError naming the image and the fix
-    when no estimate is possible or the scale is out of range."""
+    when no estimate is possible or the scale is out of range. ``model_rbc_px``: the RBC
+    diameter of the model's training images (its card)."""
     from bloodcell.rbc_size import require_estimate
 
-    scale, diameter = require_estimate(str(path), bgr, 1.0, "auto")
+    _, diameter = require_estimate(str(path), bgr, 1.0, "auto")
+    scale = model_rbc_px / diameter
     log.info("%s: estimated RBC diameter %.1f px -> scale %.3f", path, diameter, scale)
     check_scale(scale, f"{path}: estimated RBC diameter {diameter:.1f} px")
     return scale
 
 
-def detect_images(paths: list[Path], detect, cfg, scale: float | str, out: Path) -> None:
-    """Detect on every image and write the per-image and per-run outputs into ``out``.
+ANNOTATE_MAX_SIDE = 8192
+"""Longest side, in px, of an annotated PNG: larger smears are drawn on a downscaled copy."""
+AUTO_CROP_PX = 4096
+"""Side of the centre window, in input px, that ``--rbc-diameter auto`` measures on."""
+
+
+def centre_window(width: int, height: int, side: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the centred window of at most ``side`` px a side."""
+    w, h = min(width, side), min(height, side)
+    x0, y0 = (width - w) // 2, (height - h) // 2
+    return x0, y0, x0 + w, y0 + h
+
+
+def annotated_png(smear, dets: pd.DataFrame) -> np.ndarray:
+    """The annotated image: the input at full size, or downscaled (boxes with it) when its
+    longer side exceeds ANNOTATE_MAX_SIDE, so that huge smears are never held whole."""
+    from bloodcell import detect_outputs as outputs
+
+    if max(smear.width, smear.height) <= ANNOTATE_MAX_SIDE:
+        return outputs.annotate(smear.region(0, 0, smear.width, smear.height), dets)
+    small, factor = smear.overview(ANNOTATE_MAX_SIDE)
+    return outputs.annotate(small, dets.assign(**{c: dets[c] * factor for c in "xywh"}))
+
+
+def detect_one(path: Path, detect, cfg, scale: float | str, model_rbc_px: float
+               ) -> tuple[pd.DataFrame, dict]:
+    """Detections (input pixels, DETECTION_COLUMNS but image_id) of one smear, read region by
+    region (smear_io.open_smear), its size, scale and annotated image; UserError for a bad
+    image. ``scale`` "auto": from the image's RBC diameter and ``model_rbc_px``."""
+    from bloodcell.slide import clip_to_image, detect_slide
+    from bloodcell.smear_io import open_smear
+
+    with open_smear(path) as smear:
+        if scale == "auto":
+            window = smear.region(*centre_window(smear.width, smear.height, AUTO_CROP_PX))
+            scale = auto_scale(path, window, model_rbc_px)
+        view = smear.scaled(scale)
+        dets = clip_to_image(to_input_pixels(detect_slide(detect, view, cfg), scale),
+                             smear.width, smear.height)
+        image = annotated_png(smear, dets.assign(image_id=""))
+        info = {"width": smear.width, "height": smear.height, "scale": round(float(scale), 6)}
+    return dets, {**info, "annotated": image}
+
+
+def finish_image(out: Path, name: str, dets: pd.DataFrame, image: np.ndarray) -> pd.DataFrame:
+    """Write one image's outputs (annotated PNG, GeoJSON, cells CSV); returns its checked
+    detections (rounded, sorted), as the per-run files take them."""
+    from bloodcell import detect_folder as run
+    from bloodcell import detect_outputs as outputs
+
+    checked = outputs.checked_detections(dets.assign(image_id=name))
+    paths = run.outputs_of(out, name)
+    outputs.write_png(paths["annotated"], image)
+    outputs.write_geojson(checked, paths["geojson"])
+    run.write_cells_csv(checked, paths["cells"])
+    return checked
+
+
+def input_sha256(path: Path) -> str:
+    """The input's sha256; UserError naming the file when it cannot be read."""
+    from bloodcell.detect_folder import file_sha256
+
+    try:
+        return file_sha256(path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror}); check that it exists and its "
+                        "permissions") from None
+
+
+def failed_row(name: str, file: str, reason: str) -> dict:
+    """A summary row for an image that could not be read or detected."""
+    from bloodcell import detect_outputs as outputs
+
+    return {**dict.fromkeys(outputs.SUMMARY_COLUMNS), "image_id": name, "file": file,
+            "status": "failed", "reason": reason}
+
+
+def detect_images(paths: list[Path], detect, cfg, scale: float | str, out: Path,
+                  settings: dict, fail_fast: bool = False,
+                  model_rbc_px: float = MODEL_RBC_PX) -> list[str]:
+    """Detect on every image and write its outputs into ``out`` as it finishes, skipping those
+    a killed run of the same command finished (bloodcell.detect_folder); then the per-run
+    summary.csv and detections.json. Returns the failure lines (``FILE: reason``).
 
     ``scale``: the resize factor to the model's scale, or ``"auto"`` to set it per image from
-    the image's estimated RBC diameter (auto_scale).
+    the image's estimated RBC diameter (auto_scale). A bad image becomes a ``failed`` row and
+    the run goes on, unless ``fail_fast`` (its UserError is raised).
     """
+    from bloodcell import detect_folder as run
     from bloodcell import detect_outputs as outputs
-    from bloodcell.slide import clip_to_image, detect_slide
-    from bloodcell.smear_io import read_smear, rescale
 
-    rows, frames, images = [], [], []
-    fixed = scale
+    names = run.output_names(paths)
+    run.open_run(out, settings, names, [*paths])
+    rows, frames, images, failures = [], [], [], []
     with logging_redirect_tqdm():  # log lines above the progress bar, not inside it
-        for path in tqdm(paths, desc="detect", unit="image", file=sys.stderr,
-                         disable=len(paths) < 2):
-            bgr = read_smear(path)
-            scale = auto_scale(path, bgr) if fixed == "auto" else fixed
-            rgb = np.ascontiguousarray(rescale(bgr, scale)[:, :, ::-1])
-            dets = clip_to_image(to_input_pixels(detect_slide(detect, rgb, cfg), scale),
-                                 bgr.shape[1], bgr.shape[0]).assign(image_id=path.stem)
-            outputs.write_png(out / f"{path.stem}.png", outputs.annotate(bgr, dets))
-            outputs.write_geojson(dets, out / f"{path.stem}.geojson")
-            rows.append(outputs.summary_row(path.stem, dets))
-            frames.append(dets)
-            images.append((path.stem, path.name, bgr.shape[1], bgr.shape[0]))
+        for path, name in tqdm(list(zip(paths, names)), desc="detect", unit="image",
+                               file=sys.stderr, disable=len(paths) < 2):
+            file = path.as_posix()
+            try:
+                sha = input_sha256(path)
+                record = run.finished(out, name, sha)
+                if record is None:
+                    dets, info = detect_one(path, detect, cfg, scale, model_rbc_px)
+                    checked = finish_image(out, name, dets, info.pop("annotated"))
+                    record = {"file": file, "sha256": sha, **info}
+                    run.mark_finished(out, name, record)
+                else:
+                    checked = run.read_cells_csv(run.outputs_of(out, name)["cells"], name)
+            except (UserError, OSError) as err:
+                if fail_fast or not isinstance(err, UserError):
+                    raise
+                failures.append(f"{file}: {err}")
+                rows.append(failed_row(name, file, str(err)))
+                continue
+            rows.append({**outputs.summary_row(name, checked), "file": file, "status": "ok",
+                         "reason": "", "sha256": sha})
+            frames.append(checked)
+            images.append((name, path.name, record["width"], record["height"]))
     outputs.write_summary_csv(rows, out / SUMMARY)
-    outputs.write_coco(pd.concat(frames, ignore_index=True), images, out / "detections.json")
+    dets = pd.concat(frames, ignore_index=True) if frames else \
+        pd.DataFrame(columns=list(outputs.DETECTION_COLUMNS))
+    outputs.write_coco(dets, images, out / "detections.json")
+    return failures
 
 
 def add_parser(sub) -> None:
@@ -82,42 +184,76 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("detect", help="detect cells on your own smear images",
                        description="Detect blood cells on PNG, JPEG, BMP or TIFF smears of any "
-                       "size, bit depth and channel count. Writes per image an annotated PNG "
-                       "and a QuPath GeoJSON, and per run summary.csv (counts per class, WBC "
-                       "differential %%, parasitemia %% = infected / all RBCs) and "
-                       "detections.json (COCO). Boxes are in the input's pixels.")
+                       "size, bit depth and channel count; large TIFF, BigTIFF and pyramidal "
+                       "OME-TIFF smears are read region by region. Writes per image NAME.png "
+                       "(annotated; downscaled to 8192 px on its longer side when larger), "
+                       "NAME.geojson (QuPath) and NAME.cells.csv (one row per cell: class, box "
+                       "x, y, w, h with x, y the top-left corner, score), and per run "
+                       "summary.csv (per image: status, counts per class, WBC differential %, "
+                       "parasitemia % = infected / all RBCs) and detections.json (COCO). Boxes "
+                       "are in the input's pixels. NAME is the image's path relative to the "
+                       "folder holding all inputs, without its suffix (a.png and a.tif: a-png, "
+                       "a-tif). Each image's outputs are written as it finishes: the same "
+                       "command run again after a kill resumes where it stopped. An image that "
+                       "cannot be read is a `failed` row of summary.csv with the reason; the "
+                       "run goes on and exits with code 2 at the end.")
     p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files, or folders whose images are all read (not recursive)")
     p.add_argument("--out", type=Path, required=True,
-                   help="output folder (created; an earlier detect output is replaced, any "
-                   "other non-empty folder is refused)")
+                   help="output folder (created; an earlier detect output is resumed when the "
+                   "command is the same, else replaced; any other non-empty folder is "
+                   "refused)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first image that cannot be read (exit code 2), keeping "
+                   "the images finished before it")
     add_model_and_scale(p)
-    add_decode(p, anchors_required=False)
+    add_decode(p)
     add_slide(p)
     p.set_defaults(func=cmd_detect)
 
 
+def run_settings(a: argparse.Namespace, cfg, scale: float | str, anchors) -> dict:
+    """What decides a detect run's output bytes, for resuming: the model file's digest and
+    every option of decoding, tiling and scale."""
+    from dataclasses import asdict
+
+    from bloodcell import __version__
+    from bloodcell.detect_folder import file_sha256
+
+    return {"bloodcell": __version__, "model_sha256": file_sha256(a.model),
+            "anchors": anchors, "score_threshold": a.score_threshold,
+            "nms_iou": a.nms_iou, "slide": asdict(cfg), "scale": scale}
+
+
 def cmd_detect(a: argparse.Namespace) -> None:
-    from bloodcell.atomic import atomic_dir, check_output
-    from bloodcell.cli_train import set_tf_threads
+    from bloodcell.cli_train import model_anchors, set_tf_threads, slide_config
     from bloodcell.decode import DecodeConfig
     from bloodcell.inference import load_detector, tile_detector
-    from bloodcell.slide import SlideConfig
+    from bloodcell.model_card import model_rbc_diameter
     from bloodcell.smear_io import list_images, scale_from_rbc_diameter
 
     paths = list_images(a.inputs)
+    if not a.model.is_file():
+        raise UserError(f"{a.model} does not exist: train first (snakemake) or pass --model")
+    model_px = model_rbc_diameter(a.model, MODEL_RBC_PX)
     if a.rbc_diameter == "auto":
         scale: float | str = "auto"
     else:
-        scale = scale_from_rbc_diameter(a.rbc_diameter) if a.rbc_diameter else a.scale
+        scale = scale_from_rbc_diameter(a.rbc_diameter, model_px) if a.rbc_diameter else a.scale
         check_scale(scale, "--rbc-diameter" if a.rbc_diameter else "--scale")
-    if not a.model.is_file():
-        raise UserError(f"{a.model} does not exist: train first (snakemake) or pass --model")
+    from bloodcell.atomic import check_output
+
     check_output(a.out, "detect", [*a.inputs, a.model])
+    cfg = slide_config(a)
+    anchors = model_anchors(a)
+    settings = run_settings(a, cfg, scale, anchors)
     set_tf_threads()
     model = load_detector(a.model)
-    detect = tile_detector(model, a.anchors, DecodeConfig(a.score_threshold, a.nms_iou))
-    cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px)
-    with atomic_dir(a.out, "detect", [*a.inputs, a.model]) as tmp:
-        detect_images(paths, detect, cfg, scale, tmp)
-    print(f"{len(paths)} image(s) -> {a.out}/ ({SUMMARY}, detections.json, PNG, GeoJSON)")
+    detect = tile_detector(model, anchors, DecodeConfig(a.score_threshold, a.nms_iou))
+    failures = detect_images(paths, detect, cfg, scale, a.out, settings, a.fail_fast, model_px)
+    done = len(paths) - len(failures)
+    print(f"{done} image(s) -> {a.out}/ ({SUMMARY}, detections.json, and per image PNG, "
+          "GeoJSON, cells CSV)")
+    if failures:
+        raise UserError(f"{len(failures)} of {len(paths)} image(s) failed, each a `failed` row "
+                        f"in {a.out / SUMMARY}; first: {failures[0]}")

@@ -24,7 +24,9 @@ Summary CSV columns (SUMMARY_COLUMNS), one row per image:
 - ``parasitemia_pct``: infected / (infected + healthy) * 100 (empty when there is no red cell).
 
 Percentages are rounded to 2 decimals. Missing values are NaN in the row dict and empty cells
-in the CSV.
+in the CSV. A ``bloodcell detect`` run adds ``file`` (the input) and ``status`` (``ok``, or
+``failed`` with empty counts) after ``image_id``, and ``reason`` (why it failed) and ``sha256``
+(the input's) at the end.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     ("image_id",) + COUNT_COLUMNS + ("n_wbc", "n_rbc") + DIFFERENTIAL_COLUMNS
     + ("parasitemia_pct",)
 )
+RUN_COLUMNS: tuple[str, ...] = ("file", "status")
+"""Columns a detect run adds after ``image_id``: the input file and ``ok`` or ``failed``."""
 _PCT_COLUMNS = frozenset(DIFFERENTIAL_COLUMNS + ("parasitemia_pct",))
 
 _SORT_BY = ["image_id", "y", "x", "class_idx", "score", "h", "w"]
@@ -238,8 +242,9 @@ def _cell(column: str, value: object) -> str:
 def write_summary_csv(rows: Iterable[Mapping], path: str | Path) -> None:
     """Write summary rows as CSV (UTF-8, ``\\n`` line ends), sorted by image_id.
 
-    Columns are SUMMARY_COLUMNS, then any extra keys of the rows in sorted order (empty where
-    a row lacks one). Rows missing a SUMMARY_COLUMNS key raise ValueError.
+    Columns are ``image_id``, the RUN_COLUMNS the rows have, the other SUMMARY_COLUMNS, then
+    any extra keys of the rows in sorted order (empty where a row lacks one). Rows missing a
+    SUMMARY_COLUMNS key raise ValueError.
     """
     rows = list(rows)
     for r in rows:
@@ -247,8 +252,10 @@ def write_summary_csv(rows: Iterable[Mapping], path: str | Path) -> None:
         if missing:
             raise ValueError(f"summary row {r.get('image_id')!r} lacks {missing}; "
                              "build rows with summary_row")
-    extra = sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS))
-    columns = list(SUMMARY_COLUMNS) + extra
+    keys = {k for r in rows for k in r}
+    lead = [c for c in RUN_COLUMNS if c in keys]
+    extra = sorted(keys - set(SUMMARY_COLUMNS) - set(lead))
+    columns = list(SUMMARY_COLUMNS[:1]) + lead + list(SUMMARY_COLUMNS[1:]) + extra
     rows = sorted(rows, key=lambda r: str(r["image_id"]))
     with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")

@@ -74,13 +74,15 @@ def test_summary_csv_sorted_deterministic_with_empty_cells(tmp_path: Path) -> No
     det = hand_case()
     rows = [summary_row(i, det) for i in ("b", "a")]
     rows[0]["file"] = "b.png"
+    rows[0]["zz_extra"] = 1
     write_summary_csv(rows, tmp_path / "one.csv")
     write_summary_csv(rows[::-1], tmp_path / "two.csv")
     text = (tmp_path / "one.csv").read_bytes()
     assert text == (tmp_path / "two.csv").read_bytes()
     assert b"\r" not in text
     table = list(csv.DictReader((tmp_path / "one.csv").open(newline="")))
-    assert list(table[0]) == list(SUMMARY_COLUMNS) + ["file"]
+    # a detect run's file (and status) right after image_id, other extra keys at the end
+    assert list(table[0]) == ["image_id", "file", *SUMMARY_COLUMNS[1:], "zz_extra"]
     assert [r["image_id"] for r in table] == ["a", "b"]
     assert table[0]["pct_neutrophil"] == "50.00" and table[0]["parasitemia_pct"] == "30.00"
     assert table[0]["n_healthy_rbc"] == "7" and table[0]["file"] == ""

@@ -304,9 +304,12 @@ def test_detect_over_a_folder(tmp_path, untrained_model):
             img = rng.integers(0, 255, (h, w, 3), np.uint8)
             assert cv2.imwrite(str(folder / "smears" / f"s{i}.png"), img)
 
+    per_image = [f"out/s{i}{suffix}" for i in range(3)
+                 for suffix in (".png", ".geojson", ".cells.csv")]
     kill_and_rerun("detect", tmp_path, setup, [
         "-q", "detect", "smears", "--out", "out", "--model", untrained_model,
-        "--rbc-diameter", "40", "--score-threshold", "0.01"], ["out"])
+        "--rbc-diameter", "40", "--score-threshold", "0.01"],
+        [*per_image, "out/summary.csv", "out/detections.json"])
 
 
 def test_evaluate_on_shards(tmp_path, untrained_model):

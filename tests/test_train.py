@@ -138,6 +138,23 @@ def test_detector_training_and_evaluation(detector, shards):
         "actual,predicted")
 
 
+def test_the_trained_detector_carries_its_anchors_and_refuses_others(detector, shards,
+                                                                      tmp_path):
+    from bloodcell.model_card import read_card
+
+    card = read_card(detector)
+    assert card["anchors"][0] == [3.1, 3.1] and card["decode"]["map_score_threshold"] == 0.01
+    assert [i["folder"] for i in card["training"]["inputs"]] == ["data/synth/train-0",
+                                                                 "data/synth/valid-0"]
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.full((240, 240, 3), 200, np.uint8))
+    proc = bloodcell(["detect", str(image), "--out", str(tmp_path / "out"), "--model",
+                      str(detector), "--anchors", "1x1,2x2"], shards)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2 and "differs from the anchors" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
 def test_detect_on_user_images_of_any_size_and_depth(detector, shards, tmp_path):
     import tifffile
 
@@ -147,15 +164,23 @@ def test_detect_on_user_images_of_any_size_and_depth(detector, shards, tmp_path)
     cv2.imwrite(str(images / "small.png"), rng.integers(0, 255, (150, 180, 3), np.uint8))
     tifffile.imwrite(images / "deep.tif", rng.integers(0, 65535, (500, 700, 3), np.uint16))
     cv2.imwrite(str(images / "gray.jpg"), rng.integers(0, 255, (300, 260), np.uint8))
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
     out = tmp_path / "out"
-    run_ok(["detect", str(images), "--out", str(out), "--model", str(detector),
-            "--rbc-diameter", "40", "--score-threshold", "0.01"], shards)
+    proc = bloodcell(["detect", str(images), "--out", str(out), "--model", str(detector),
+                      "--rbc-diameter", "40", "--score-threshold", "0.01"], shards)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "broken.png" in last
+    assert last.startswith("bloodcell: error: 1 of 4 image(s) failed")
     names = sorted(p.name for p in out.iterdir())
-    assert names == [".bloodcell-output", "deep.geojson", "deep.png", "detections.json",
-                     "gray.geojson", "gray.png", "small.geojson", "small.png", "summary.csv"]
+    assert names == [".bloodcell-detect", ".bloodcell-output", "deep.cells.csv", "deep.geojson",
+                     "deep.png", "detections.json", "gray.cells.csv", "gray.geojson", "gray.png",
+                     "small.cells.csv", "small.geojson", "small.png", "summary.csv"]
     assert cv2.imread(str(out / "deep.png")).shape[0] >= 500
     summary = (out / "summary.csv").read_text().splitlines()
-    assert len(summary) == 4 and "parasitemia_pct" in summary[0]
+    assert len(summary) == 5 and "parasitemia_pct" in summary[0]
+    assert summary[1].startswith("broken,") and ",failed," in summary[1]
     coco = json.loads((out / "detections.json").read_text())
     for ann in coco["annotations"]:
         image = next(im for im in coco["images"] if im["id"] == ann["image_id"])
