@@ -127,17 +127,29 @@ def cmd_train(a: argparse.Namespace) -> None:
     train.run(cfg, train_dirs, valid_dirs, a.model, a.history, a.metrics, key, init, real)
 
 
-def add_decode(p: argparse.ArgumentParser, anchors_required: bool = True) -> None:
-    from bloodcell.targets import ORIGINAL_ANCHORS, parse_anchors
-
-    default = ",".join(f"{w}x{h}" for w, h in ORIGINAL_ANCHORS)
-    p.add_argument("--anchors", type=_type("anchors", parse_anchors), required=anchors_required,
-                   default=None if anchors_required else parse_anchors(default),
-                   help="anchor sizes WxH in 16-px grid units, as in training"
-                   + ("" if anchors_required else f" (default {default})"))
+def add_decode(p: argparse.ArgumentParser) -> None:
+    """--anchors (from the model's card unless given), --score-threshold, --nms-iou."""
+    p.add_argument("--anchors", type=_type("anchors", parse_anchors_arg), default=None,
+                   help="anchor sizes WxH in 16-px grid units; default: the ones the model was "
+                   "trained with (stored in its file); a different value is refused")
     p.add_argument("--score-threshold", type=float, default=0.2,
                    help="boxes must score above this (class probability x objectness)")
     p.add_argument("--nms-iou", type=float, default=0.45, help="per-class NMS IoU")
+
+
+def parse_anchors_arg(text: str):
+    from bloodcell.targets import parse_anchors
+
+    return parse_anchors(text)
+
+
+def model_anchors(a: argparse.Namespace):
+    """The anchors to decode ``a.model`` with: its card's (an ``--anchors`` that differs is a
+    UserError); for a model without a card, ``--anchors`` or the original's."""
+    from bloodcell.model_card import model_anchors as resolve
+    from bloodcell.targets import ORIGINAL_ANCHORS
+
+    return resolve(a.model, a.anchors, ORIGINAL_ANCHORS)
 
 
 def rbc_diameter_arg(text: str) -> float | str:
@@ -160,12 +172,93 @@ def add_model_and_scale(p: argparse.ArgumentParser) -> None:
                        "on each image (printed); sets the scale")
 
 
+def stride_arg(text: str) -> int:
+    """``--stride``: tile step, an integer 1..224 px."""
+    from bloodcell.slide import TILE
+
+    try:
+        px = int(text)
+    except ValueError:
+        px = 0
+    if not 1 <= px <= TILE:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the tile step in px, an "
+                                         f"integer 1..{TILE}")
+    return px
+
+
+def overlap_arg(text: str) -> int:
+    """``--overlap``: px shared by neighbouring 224 tiles. An integer is px (0..223); a decimal
+    number is a share of the tile below 1 ("0.2"), and "20%" a percentage below 100; a share
+    becomes round(224 * share) px (Python's round: to the nearest, halves to even)."""
+    from bloodcell.slide import TILE
+
+    body = text.strip()
+    try:
+        if body.isdigit():
+            px = int(body)
+        else:
+            share = float(body[:-1]) / 100 if body.endswith("%") else float(body)
+            px = round(TILE * share) if 0 <= share < 1 else -1
+    except ValueError:
+        px = -1
+    if not 0 <= px < TILE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give px (an integer 0..{TILE - 1}), a share of the {TILE} px "
+            f"tile (0.2) or a percentage (20%) that leaves a stride of at least 1 px")
+    return px
+
+
+def merge_iou_arg(text: str) -> float:
+    """``--merge-iou``: a threshold 0..1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number 0..1")
+    return value
+
+
+class TileStep(argparse.Action):
+    """``--stride`` or ``--overlap`` (stride = 224 - overlap): sets both ``stride`` and
+    ``overlap`` (None when the stride was given); giving both is an error."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from bloodcell.slide import TILE
+
+        if getattr(namespace, "tile_step_option", self.dest) != self.dest:
+            parser.error("give --stride or --overlap, not both (stride = 224 - overlap px)")
+        namespace.tile_step_option = self.dest
+        namespace.overlap = values if self.dest == "overlap" else None
+        namespace.stride = TILE - values if self.dest == "overlap" else values
+
+
 def add_slide(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stride", type=int, default=224, help="tile step in px (224: no overlap)")
-    p.add_argument("--merge-iou", type=float, default=0.3,
-                   help="same-class boxes overlapping more than this are merged")
+    """Whole-slide options: --stride or --overlap, --merge-iou, --merge-metric, --adjacency-px.
+    ``a.stride`` is always the tile step in px and ``a.overlap`` the overlap px or None."""
+    p.add_argument("--stride", type=stride_arg, action=TileStep, default=224, metavar="PX",
+                   help="tile step in px, 1..224 (default 224: no overlap)")
+    p.add_argument("--overlap", type=overlap_arg, action=TileStep, default=None,
+                   metavar="PX|SHARE|PCT",
+                   help="overlap of neighbouring tiles instead of --stride: px (48), a share "
+                   "of the 224 tile (0.2) or a percentage (20%%), rounded to whole px; the "
+                   "stride becomes 224 - overlap")
+    p.add_argument("--merge-iou", type=merge_iou_arg, default=0.3,
+                   help="same-class boxes overlapping more than this (0..1) are merged")
+    p.add_argument("--merge-metric", choices=("iou", "ios"), default="iou",
+                   help="overlap measure of the final merge: iou (IoU, plus boxes 70%% inside "
+                   "a kept one; default) or ios (intersection over the smaller box, as "
+                   "SAHI's NMS with IOS)")
     p.add_argument("--adjacency-px", type=int, default=6,
                    help="boxes this close across a tile seam count as one cut cell")
+
+
+def slide_config(a: argparse.Namespace):
+    """The whole-slide settings of a command that took add_slide's options."""
+    from bloodcell.slide import SlideConfig
+
+    return SlideConfig(a.stride, a.merge_iou, a.adjacency_px, merge_metric=a.merge_metric,
+                       overlap=a.overlap)
 
 
 def add_eval_parsers(sub) -> None:
@@ -209,7 +302,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from bloodcell.shards import shard_dirs
 
     set_tf_threads()
-    cfg = EvalConfig(a.anchors, DecodeConfig(a.score_threshold, a.nms_iou), a.max_dets,
+    cfg = EvalConfig(model_anchors(a), DecodeConfig(a.score_threshold, a.nms_iou), a.max_dets,
                      a.rbc_iou, a.map_score_threshold)
     hist = dict(zip(("classifier", "detector"), a.histories))
     inputs = [a.shards, a.model, *a.histories]
@@ -226,13 +319,12 @@ def cmd_evaluate_slides(a: argparse.Namespace) -> None:
     from bloodcell.atomic import atomic_dir
     from bloodcell.decode import DecodeConfig
     from bloodcell.evaluate_slides import run
-    from bloodcell.slide import SlideConfig
 
     set_tf_threads()
-    cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px)
+    cfg = slide_config(a)
     with atomic_dir(a.figures, a.command, [a.slides, a.model], [a.metrics]) as fig_tmp:
-        result = run(a.model, a.slides, a.anchors, DecodeConfig(a.score_threshold, a.nms_iou),
-                     cfg, a.metrics, fig_tmp)
+        decode = DecodeConfig(a.score_threshold, a.nms_iou)
+        result = run(a.model, a.slides, model_anchors(a), decode, cfg, a.metrics, fig_tmp)
     for v in ("first_pass_only", "second_pass"):
         r = result[v]
         print(f"{v}: mAP@0.5 {r['map50']:.4f}  WBC type accuracy {r['wbc_type_accuracy']}")

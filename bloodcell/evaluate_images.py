@@ -402,7 +402,7 @@ def add_parser(sub) -> None:
                    help="evaluate only the images named in FILE, one per line (file name or "
                    "stem, e.g. BCCD's ImageSets/Main/val.txt)")
     add_model_and_scale(p)
-    add_decode(p, anchors_required=False)
+    add_decode(p)
     add_slide(p)
     p.add_argument("--map-score-threshold", type=float, default=0.01,
                    help="lowest score kept for mAP (the other metrics use --score-threshold)")
@@ -430,10 +430,9 @@ def load_annotations(a: argparse.Namespace, cmap: ClassMap):
 def cmd_evaluate_images(a: argparse.Namespace) -> None:
     from bloodcell.atomic import atomic_dir
     from bloodcell.class_map import load_class_map, model_groups
-    from bloodcell.cli_train import set_tf_threads
+    from bloodcell.cli_train import model_anchors, set_tf_threads, slide_config
     from bloodcell.decode import DecodeConfig
     from bloodcell.inference import load_detector, tile_detector
-    from bloodcell.slide import SlideConfig
 
     if not 0.05 <= a.scale <= 20:
         raise UserError(f"--scale {a.scale:g} is outside 0.05..20; give the resize factor to "
@@ -450,8 +449,8 @@ def cmd_evaluate_images(a: argparse.Namespace) -> None:
     cfg = ScoreConfig(a.score_threshold, a.map_score_threshold, a.max_dets, a.merge_iou)
     low = DecodeConfig(min(a.score_threshold, a.map_score_threshold), a.nms_iou,
                        groups=model_groups(cmap))
-    detect = tile_detector(load_detector(a.model), a.anchors, low)
-    slide_cfg = SlideConfig(a.stride, a.merge_iou, a.adjacency_px)
+    detect = tile_detector(load_detector(a.model), model_anchors(a), low)
+    slide_cfg = slide_config(a)
     args = (ann.images, ann.objects, cmap, detect, slide_cfg, cfg, a.scale, a.rbc_diameter,
             a.metrics)
     if a.figures is None:

@@ -9,6 +9,7 @@ Boxes: slide pixels, top-left origin (x, y, w, h).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -112,7 +113,7 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
         ids.append(iid)
         sizes[iid] = (im["width"], im["height"])
         for variant, second in (("second_pass", True), ("first_pass_only", False)):
-            cfg_v = SlideConfig(cfg.stride, cfg.merge_iou, cfg.adjacency_px, second, cfg.batch)
+            cfg_v = dataclasses.replace(cfg, second_pass=second)
             found[variant].append(detect_slide(detect, rgb, cfg_v).assign(image_id=iid))
         if len(ids) <= 2:
             write_png(figures_dir / f"{iid}.png", annotate(bgr, found["second_pass"][-1]))

@@ -31,7 +31,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from bloodcell import checkpoint, data
+from bloodcell import checkpoint, data, model_card
 from bloodcell import model as models
 from bloodcell.atomic import atomic_file
 from bloodcell.decode import DecodeConfig
@@ -336,9 +336,10 @@ def renumber_shared_ids(config: str) -> str:
     return re.sub(r'("shared_object_id": )(\d+)', sub, config)
 
 
-def save_model(net: keras.Model, path: Path) -> None:
+def save_model(net: keras.Model, path: Path, card: dict | None = None) -> None:
     """Save a .keras file atomically and byte-reproducibly: Keras stamps the save time into the
-    zip entries and metadata.json; both are fixed here (the weights file is already stable)."""
+    zip entries and metadata.json; both are fixed here (the weights file is already stable).
+    ``card``: the detector's card (bloodcell.model_card), added as one more zip entry."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".tmp-", dir=path.parent) as tmp:
         raw = Path(tmp) / path.name  # Keras wants the .keras suffix
@@ -354,12 +355,16 @@ def save_model(net: keras.Model, path: Path) -> None:
                 elif info.filename == "config.json":
                     data = renumber_shared_ids(data.decode()).encode()
                 dst.writestr(zipfile.ZipInfo(info.filename, (1980, 1, 1, 0, 0, 0)), data)
+            if card is not None:
+                dst.writestr(zipfile.ZipInfo(model_card.ENTRY, (1980, 1, 1, 0, 0, 0)),
+                             model_card.card_bytes(card))
 
 
 def write_outputs(net: keras.Model, state: dict, cfg: TrainConfig, model_path: Path,
-                  history_csv: Path, metrics_json: Path) -> None:
-    """The best model (.keras), the per-epoch history (CSV) and the metrics (JSON)."""
-    save_model(net, model_path)
+                  history_csv: Path, metrics_json: Path, card: dict | None = None) -> None:
+    """The best model (.keras, with ``card``), the per-epoch history (CSV) and the metrics
+    (JSON)."""
+    save_model(net, model_path, card)
     history = pd.DataFrame(state["history"]).drop(columns=list(TIMING))
     first = ["epoch", "lr", "train_loss", "valid_loss"]
     history = history[first + sorted(set(history.columns) - set(first))]
@@ -373,6 +378,17 @@ def write_outputs(net: keras.Model, state: dict, cfg: TrainConfig, model_path: P
     metrics = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in metrics.items()}
     with atomic_file(metrics_json) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def detector_card(cfg: TrainConfig, key_args: list[str], inputs: list[Path],
+                  init_from: Path | None) -> dict | None:
+    """The card a trained detector carries (bloodcell.model_card); None for the classifier."""
+    if cfg.kind != "detector":
+        return None
+    from bloodcell.smear_io import MODEL_RBC_PX
+
+    decode = {"nms_iou": cfg.decode.nms_iou, "map_score_threshold": cfg.decode.score_threshold}
+    return model_card.make_card(cfg.anchors, decode, MODEL_RBC_PX, key_args, inputs, init_from)
 
 
 def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_path: Path,
@@ -396,5 +412,6 @@ def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_
             if checkpoint.latest(state_dir) is None:  # nothing to resume: leave no trace
                 checkpoint.clear(state_dir)
             raise
-        write_outputs(net, state, cfg, model_path, history_csv, metrics_json)
+        card = detector_card(cfg, key_args, [*train_dirs, *valid_dirs, *real_dirs], init_from)
+        write_outputs(net, state, cfg, model_path, history_csv, metrics_json, card)
         checkpoint.clear(state_dir)

@@ -87,6 +87,7 @@ TRAIN_CODE = [
     "bloodcell/data.py",
     "bloodcell/train.py",
     "bloodcell/checkpoint.py",
+    "bloodcell/model_card.py",
 ]
 EVAL_CODE = [
     "bloodcell/decode.py",
