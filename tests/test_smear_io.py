@@ -12,7 +12,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from bloodcell import smear_io
+from bloodcell import smear_headers, smear_io
 from bloodcell.errors import UserError
 from bloodcell.smear_io import list_images, read_smear, rescale, scale_from_rbc_diameter
 
@@ -236,7 +236,7 @@ def test_too_small_image_is_refused(tmp_path: Path) -> None:
 
 def test_too_large_image_is_refused_before_decoding(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(smear_io, "MAX_PIXELS", 100)
+    monkeypatch.setattr(smear_headers, "MAX_PIXELS", 100)
     assert "more than 100 px" in user_error(write_cv2(tmp_path / "big.png", bgr_pattern()))
     tifffile.imwrite(tmp_path / "big.tif", bgr_pattern(), photometric="rgb")
     assert "32x24" in user_error(tmp_path / "big.tif")
@@ -302,7 +302,7 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_jpeg_too_large_by_header_is_refused_without_decoding(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = write_cv2(tmp_path / "real.jpg", bgr_pattern(64, 80)).read_bytes()
-    assert smear_io._header_size(data) == (80, 64)
+    assert smear_headers.header_size(data) == (80, 64)
     sof = data.find(b"\xff\xc0")
     forged = bytearray(data)
     forged[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2  # height, width
@@ -319,7 +319,7 @@ def test_jpeg_too_large_by_header_is_refused_without_decoding(
 def test_bmp_too_large_by_header_is_refused_without_decoding(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = bytearray(write_cv2(tmp_path / "real.bmp", bgr_pattern()).read_bytes())
-    assert smear_io._header_size(bytes(data)) == (32, 24)
+    assert smear_headers.header_size(bytes(data)) == (32, 24)
     data[18:26] = (30000).to_bytes(4, "little") + (-25000).to_bytes(4, "little", signed=True)
     (tmp_path / "top_down.bmp").write_bytes(bytes(data))
     core = b"BM" + bytes(12) + (12).to_bytes(4, "little") + b"\xff\xff\xff\xff" + bytes(8)
@@ -437,7 +437,7 @@ def test_large_region_tiffs_have_their_own_limit(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     img = textured(300, 400)
     path = write_tiff(tmp_path / "slide.tif", img, tile=(64, 64), compression="zlib")
-    monkeypatch.setattr(smear_io, "MAX_PIXELS", 10_000)  # too large to decode whole ...
+    monkeypatch.setattr(smear_headers, "MAX_PIXELS", 10_000)  # too large to decode whole ...
     assert "400x300 px, more than 10,000 px" in user_error(path)
     with smear_io.open_smear(path) as smear:  # ... but fine by region
         np.testing.assert_array_equal(smear.region(0, 0, 400, 300), img)
