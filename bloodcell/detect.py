@@ -21,16 +21,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bloodcell.errors import UserError
-from bloodcell.smear_io import MODEL_RBC_PX
 
 SUMMARY = "summary.csv"
 log = logging.getLogger("bloodcell")
-
-
-def to_input_pixels(dets: pd.DataFrame, scale: float) -> pd.DataFrame:
-    """Boxes detected on an image resized by ``scale`` back in the input's pixels."""
-    return dets.assign(x=dets["x"] / scale, y=dets["y"] / scale, w=dets["w"] / scale,
-                       h=dets["h"] / scale)
 
 
 def check_scale(scale: float, what: str) -> None:
@@ -40,31 +33,10 @@ def check_scale(scale: float, what: str) -> None:
                         "--rbc-diameter")
 
 
-def auto_scale(path: Path, bgr: np.ndarray, model_rbc_px: float) -> float:
-    """The scale of one image (uint8 BGR) from its estimated RBC diameter, logged as
-    ``IMAGE: estimated RBC diameter D px -> scale S``; UserError naming the image and the fix
-    when no estimate is possible or the scale is out of range. ``model_rbc_px``: the RBC
-    diameter of the model's training images (its card)."""
-    from bloodcell.rbc_size import require_estimate
-
-    _, diameter = require_estimate(str(path), bgr, 1.0, "auto")
-    scale = model_rbc_px / diameter
-    log.info("%s: estimated RBC diameter %.1f px -> scale %.3f", path, diameter, scale)
-    check_scale(scale, f"{path}: estimated RBC diameter {diameter:.1f} px")
-    return scale
-
-
 ANNOTATE_MAX_SIDE = 8192
 """Longest side, in px, of an annotated PNG: larger smears are drawn on a downscaled copy."""
 AUTO_CROP_PX = 4096
 """Side of the centre window, in input px, that ``--rbc-diameter auto`` measures on."""
-
-
-def centre_window(width: int, height: int, side: int) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the centred window of at most ``side`` px a side."""
-    w, h = min(width, side), min(height, side)
-    x0, y0 = (width - w) // 2, (height - h) // 2
-    return x0, y0, x0 + w, y0 + h
 
 
 def annotated_png(smear, dets: pd.DataFrame) -> np.ndarray:
@@ -78,24 +50,35 @@ def annotated_png(smear, dets: pd.DataFrame) -> np.ndarray:
     return outputs.annotate(small, dets.assign(**{c: dets[c] * factor for c in "xywh"}))
 
 
-def detect_one(path: Path, detect, cfg, scale: float | str, model_rbc_px: float
-               ) -> tuple[pd.DataFrame, dict]:
-    """Detections (input pixels, DETECTION_COLUMNS but image_id) of one smear, read region by
-    region (smear_io.open_smear), its size, scale and annotated image; UserError for a bad
-    image. ``scale`` "auto": from the image's RBC diameter and ``model_rbc_px``."""
-    from bloodcell.slide import clip_to_image, detect_slide
+def smear_scale(detector, smear, scale: float | str) -> float:
+    """The resize factor of one smear: ``scale``, or with "auto" the factor from its red
+    cells measured on the centre AUTO_CROP_PX window, logged as ``IMAGE: estimated RBC
+    diameter D px -> scale S``; UserError naming the image when no estimate is possible or
+    the scale is out of range."""
+    if scale != "auto":
+        return float(scale)
+    w, h = min(smear.width, AUTO_CROP_PX), min(smear.height, AUTO_CROP_PX)
+    x0, y0 = (smear.width - w) // 2, (smear.height - h) // 2
+    diameter = detector.estimate_rbc_diameter(str(smear.path),
+                                              smear.region(x0, y0, x0 + w, y0 + h))
+    factor = detector.scale_for(diameter, None)
+    log.info("%s: estimated RBC diameter %.1f px -> scale %.3f", smear.path, diameter, factor)
+    check_scale(factor, f"{smear.path}: estimated RBC diameter {diameter:.1f} px")
+    return factor
+
+
+def detect_one(path: Path, detector, scale: float | str) -> tuple[pd.DataFrame, dict]:
+    """Cells of one smear (bloodcell.detector.Detector's frame, input pixels), read region by
+    region (smear_io.open_smear), with its size, scale and annotated image; UserError for a
+    bad image. ``scale``: the resize factor, or "auto" (smear_scale)."""
     from bloodcell.smear_io import open_smear
 
     with open_smear(path) as smear:
-        if scale == "auto":
-            window = smear.region(*centre_window(smear.width, smear.height, AUTO_CROP_PX))
-            scale = auto_scale(path, window, model_rbc_px)
-        view = smear.scaled(scale)
-        dets = clip_to_image(to_input_pixels(detect_slide(detect, view, cfg), scale),
-                             smear.width, smear.height)
-        image = annotated_png(smear, dets.assign(image_id=""))
-        info = {"width": smear.width, "height": smear.height, "scale": round(float(scale), 6)}
-    return dets, {**info, "annotated": image}
+        factor = smear_scale(detector, smear, scale)
+        cells = detector.cells(smear.scaled(factor), factor, smear.width, smear.height)
+        image = annotated_png(smear, cells.assign(image_id=""))
+        info = {"width": smear.width, "height": smear.height, "scale": round(factor, 6)}
+    return cells, {**info, "annotated": image}
 
 
 def finish_image(out: Path, name: str, dets: pd.DataFrame, image: np.ndarray) -> pd.DataFrame:
@@ -131,16 +114,16 @@ def failed_row(name: str, file: str, reason: str) -> dict:
             "status": "failed", "reason": reason}
 
 
-def detect_images(paths: list[Path], detect, cfg, scale: float | str, out: Path,
-                  settings: dict, fail_fast: bool = False,
-                  model_rbc_px: float = MODEL_RBC_PX) -> list[str]:
+def detect_images(paths: list[Path], detector, scale: float | str, out: Path, settings: dict,
+                  fail_fast: bool = False) -> list[str]:
     """Detect on every image and write its outputs into ``out`` as it finishes, skipping those
     a killed run of the same command finished (bloodcell.detect_folder); then the per-run
     summary.csv and detections.json. Returns the failure lines (``FILE: reason``).
 
-    ``scale``: the resize factor to the model's scale, or ``"auto"`` to set it per image from
-    the image's estimated RBC diameter (auto_scale). A bad image becomes a ``failed`` row and
-    the run goes on, unless ``fail_fast`` (its UserError is raised).
+    ``detector``: a bloodcell.detector.Detector; ``scale``: the resize factor to the model's
+    scale, or ``"auto"`` to set it per image from the image's estimated RBC diameter. A bad
+    image becomes a ``failed`` row and the run goes on, unless ``fail_fast`` (its UserError is
+    raised).
     """
     from bloodcell import detect_folder as run
     from bloodcell import detect_outputs as outputs
@@ -156,7 +139,7 @@ def detect_images(paths: list[Path], detect, cfg, scale: float | str, out: Path,
                 sha = input_sha256(path)
                 record = run.finished(out, name, sha)
                 if record is None:
-                    dets, info = detect_one(path, detect, cfg, scale, model_rbc_px)
+                    dets, info = detect_one(path, detector, scale)
                     checked = finish_image(out, name, dets, info.pop("annotated"))
                     record = {"file": file, "sha256": sha, **info}
                     run.mark_finished(out, name, record)
@@ -212,7 +195,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_detect)
 
 
-def run_settings(a: argparse.Namespace, cfg, scale: float | str, anchors) -> dict:
+def run_settings(a: argparse.Namespace, detector, scale: float | str) -> dict:
     """What decides a detect run's output bytes, for resuming: the model file's digest and
     every option of decoding, tiling and scale."""
     from dataclasses import asdict
@@ -221,36 +204,28 @@ def run_settings(a: argparse.Namespace, cfg, scale: float | str, anchors) -> dic
     from bloodcell.detect_folder import file_sha256
 
     return {"bloodcell": __version__, "model_sha256": file_sha256(a.model),
-            "anchors": anchors, "score_threshold": a.score_threshold,
-            "nms_iou": a.nms_iou, "slide": asdict(cfg), "scale": scale}
+            "anchors": detector.anchors, "score_threshold": a.score_threshold,
+            "nms_iou": a.nms_iou, "slide": asdict(detector.slide), "scale": scale}
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
-    from bloodcell.cli_train import model_anchors, set_tf_threads, slide_config
-    from bloodcell.decode import DecodeConfig
-    from bloodcell.inference import load_detector, tile_detector
-    from bloodcell.model_card import model_rbc_diameter
-    from bloodcell.smear_io import list_images, scale_from_rbc_diameter
+    from bloodcell.atomic import check_output
+    from bloodcell.cli_train import slide_config
+    from bloodcell.detector import Detector
+    from bloodcell.smear_io import list_images
 
     paths = list_images(a.inputs)
     if not a.model.is_file():
         raise UserError(f"{a.model} does not exist: train first (snakemake) or pass --model")
-    model_px = model_rbc_diameter(a.model, MODEL_RBC_PX)
+    check_output(a.out, "detect", [*a.inputs, a.model])
+    detector = Detector.load(a.model, a.score_threshold, a.nms_iou, a.anchors, slide_config(a))
     if a.rbc_diameter == "auto":
         scale: float | str = "auto"
     else:
-        scale = scale_from_rbc_diameter(a.rbc_diameter, model_px) if a.rbc_diameter else a.scale
+        scale = detector.scale_for(a.rbc_diameter, None if a.rbc_diameter else a.scale)
         check_scale(scale, "--rbc-diameter" if a.rbc_diameter else "--scale")
-    from bloodcell.atomic import check_output
-
-    check_output(a.out, "detect", [*a.inputs, a.model])
-    cfg = slide_config(a)
-    anchors = model_anchors(a)
-    settings = run_settings(a, cfg, scale, anchors)
-    set_tf_threads()
-    model = load_detector(a.model)
-    detect = tile_detector(model, anchors, DecodeConfig(a.score_threshold, a.nms_iou))
-    failures = detect_images(paths, detect, cfg, scale, a.out, settings, a.fail_fast, model_px)
+    failures = detect_images(paths, detector, scale, a.out, run_settings(a, detector, scale),
+                             a.fail_fast)
     done = len(paths) - len(failures)
     print(f"{done} image(s) -> {a.out}/ ({SUMMARY}, detections.json, and per image PNG, "
           "GeoJSON, cells CSV)")

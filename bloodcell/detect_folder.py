@@ -29,14 +29,15 @@ from pathlib import Path
 import pandas as pd
 
 from bloodcell.atomic import MARKER, atomic_file, check_output, clean_stale
-from bloodcell.classes import CLASS_NAMES
+from bloodcell.detect_outputs import DISPLAY_NAMES
 
 STATE = ".bloodcell-detect"
 """Hidden bookkeeping folder inside a detect output folder."""
 SUFFIXES = {"annotated": ".png", "geojson": ".geojson", "cells": ".cells.csv"}
 """Per-image output files: NAME + suffix."""
 CELL_COLUMNS = ("cell", "class_name", "class_idx", "score", "x", "y", "w", "h")
-"""Columns of NAME.cells.csv; x, y is the box's top-left corner, in input-image pixels."""
+"""Columns of NAME.cells.csv; class_name as a person reads it ("Healthy RBC"), x, y the box's
+top-left corner, in input-image pixels."""
 
 
 def output_names(paths: Sequence[Path]) -> list[str]:
@@ -150,7 +151,7 @@ def write_cells_csv(dets: pd.DataFrame, path: Path) -> None:
     (rounded, sorted); ``cell`` numbers them from 1 in that order."""
     table = pd.DataFrame({
         "cell": range(1, len(dets) + 1),
-        "class_name": [CLASS_NAMES[int(c)] for c in dets["class_idx"]],
+        "class_name": [DISPLAY_NAMES[int(c)] for c in dets["class_idx"]],
         "class_idx": dets["class_idx"].astype(int).to_numpy(),
         **{c: dets[c].to_numpy() for c in ("score", "x", "y", "w", "h")}})
     with atomic_file(path) as tmp:

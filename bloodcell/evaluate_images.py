@@ -285,12 +285,12 @@ def detect_image(detect: Callable, bgr: np.ndarray, scale: float, cfg) -> pd.Dat
     """Model-class detections (class_idx 0..9, score, x, y, w, h) on a BGR uint8 image, in
     its own pixels: the image is resized by ``scale`` and detected as ``bloodcell detect``
     does, boxes are divided by ``scale`` and clipped to the image."""
-    from bloodcell.detect import to_input_pixels
     from bloodcell.slide import clip_to_image, detect_slide
     from bloodcell.smear_io import rescale
 
     rgb = np.ascontiguousarray(rescale(bgr, scale)[:, :, ::-1])
-    dets = to_input_pixels(detect_slide(detect, rgb, cfg), scale)
+    dets = detect_slide(detect, rgb, cfg)
+    dets = dets.assign(**{c: dets[c] / scale for c in ("x", "y", "w", "h")})
     return clip_to_image(dets, bgr.shape[1], bgr.shape[0]).reset_index(drop=True)
 
 

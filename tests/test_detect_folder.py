@@ -16,10 +16,13 @@ from test_slide import fake_detect, scene
 
 from bloodcell.detect import detect_images
 from bloodcell.detect_folder import STATE, output_names
+from bloodcell.detector import Detector
 from bloodcell.slide import SlideConfig
 
 SETTINGS = {"model_sha256": "0" * 64, "scale": 1.0}
 CELLS = [(2, 30, 40, 60, 50), (9, 150, 120, 34, 34), (8, 260, 200, 34, 36)]
+DETECTOR = Detector(Path("stand-in.keras"), fake_detect, (), SlideConfig(), 34.0)
+"""The Python API's detector around test_slide's stand-in (no model file is read)."""
 
 
 def smear(path: Path, shift: int = 0) -> Path:
@@ -30,7 +33,7 @@ def smear(path: Path, shift: int = 0) -> Path:
 
 
 def run(paths: list[Path], out: Path, settings: dict = SETTINGS, **kw) -> list[str]:
-    return detect_images(paths, fake_detect, SlideConfig(), 1.0, out, settings, **kw)
+    return detect_images(paths, DETECTOR, 1.0, out, settings, **kw)
 
 
 def files(out: Path) -> dict[str, bytes]:
@@ -93,7 +96,7 @@ def test_cells_csv_has_one_row_per_cell_in_input_pixels(tmp_path):
     got = sorted((int(r["class_idx"]), float(r["x"]), float(r["y"]), float(r["w"]),
                   float(r["h"])) for r in rows)
     assert got == sorted((k, x, y, w, h) for k, x, y, w, h in CELLS)
-    assert [r["class_name"] for r in rows if r["class_idx"] == "8"] == ["Infected"]
+    assert [r["class_name"] for r in rows if r["class_idx"] == "8"] == ["Infected RBC"]
 
 
 def test_same_stems_in_two_folders_get_two_outputs(tmp_path):
@@ -139,3 +142,22 @@ def test_other_settings_or_inputs_start_the_folder_afresh(tmp_path):
     assert not (out / "s1.png").exists() and [r["image_id"] for r in summary(out)] == ["s0"]
     run(paths[:1], out, {**SETTINGS, "scale": 2.0})
     assert json.loads((out / STATE / "run.json").read_text())["settings"]["scale"] == 2.0
+
+
+def test_the_python_api_takes_paths_and_rgb_arrays_in_input_pixels(tmp_path):
+    path = smear(tmp_path / "s.png")
+    from_path = DETECTOR.detect(path)
+    assert list(from_path.columns) == ["class_name", "class_idx", "score", "x", "y", "w", "h"]
+    got = sorted(zip(from_path["class_idx"], from_path["x"], from_path["y"]))
+    assert got == sorted((k, float(x), float(y)) for k, x, y, _w, _h in CELLS)
+    assert set(from_path["class_name"]) == {"Neutrophil", "Healthy RBC", "Infected RBC"}
+    rgb = cv2.imread(str(path))[:, :, ::-1].copy()
+    pd_equal = from_path.equals(DETECTOR.detect(rgb))
+    assert pd_equal
+    # an image twice as large, told its red cells are 68 px: boxes in its own pixels
+    big = cv2.resize(rgb, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    twice = DETECTOR.detect(big, rbc_diameter=68)
+    assert sorted(zip(twice["class_idx"], twice["x"])) == sorted(
+        (k, 2.0 * x) for k, x, *_ in CELLS)
+    summary = Detector.summary(from_path)
+    assert summary["n_neutrophil"] == 1 and summary["parasitemia_pct"] == 50.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -164,14 +165,21 @@ def test_detect_refuses_a_bad_rbc_diameter_in_one_line(value, tmp_path, capsys) 
 
 
 def test_detect_auto_scale_logs_the_estimate_and_refuses_a_blank_image(tmp_path, caplog):
-    from bloodcell.detect import auto_scale
+    from bloodcell.detect import smear_scale
+    from bloodcell.detector import Detector
+    from bloodcell.slide import SlideConfig
+    from bloodcell.smear_io import open_smear
 
-    with caplog.at_level("INFO", logger="bloodcell"):
-        scale = auto_scale(tmp_path / "smear.png", smear(68, touching=True))
+    detector = Detector(Path("stand-in.keras"), None, (), SlideConfig(), MODEL_RBC_PX)
+    cv2.imwrite(str(tmp_path / "smear.png"), smear(68, touching=True))
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((300, 300, 3), 220, np.uint8))
+    with caplog.at_level("INFO", logger="bloodcell"), open_smear(tmp_path / "smear.png") as s:
+        scale = smear_scale(detector, s, "auto")
     assert scale == pytest.approx(MODEL_RBC_PX / 68, rel=0.10)
     assert "smear.png: estimated RBC diameter" in caplog.text and "-> scale" in caplog.text
-    with pytest.raises(UserError, match="blank.png.*--rbc-diameter PX"):
-        auto_scale(tmp_path / "blank.png", np.full((300, 300, 3), 220, np.uint8))
+    with pytest.raises(UserError, match="blank.png.*--rbc-diameter PX"), \
+            open_smear(tmp_path / "blank.png") as s:
+        smear_scale(detector, s, "auto")
 
 
 # --------------------------------------------------------------------------- real smears

@@ -221,3 +221,20 @@ def test_detect_refuses_to_replace_a_foreign_folder(detector, shards, tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "was not made by `bloodcell detect`" in err
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_the_readme_python_example_runs(detector, tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                if "from bloodcell import Detector" in b)
+    rng = np.random.default_rng(3)
+    image = tmp_path / "smear.tif"
+    cv2.imwrite(str(image), rng.integers(150, 255, (300, 400, 3), np.uint8))
+    code = code.replace("models/detector.keras", str(detector)).replace("smear.tif", str(image))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    cells = scope["cells"]
+    assert list(cells.columns) == ["class_name", "class_idx", "score", "x", "y", "w", "h"]
+    assert ((cells["x"] >= 0) & (cells["x"] + cells["w"] <= 400.01)).all()

@@ -1,0 +1,142 @@
+"""The Python API for notebooks and scripts: a trained detector applied to smear images.
+
+    from bloodcell import Detector
+    det = Detector.load("models/detector.keras")
+    cells = det.detect("smear.tif", rbc_diameter=48)      # or an RGB numpy array
+    Detector.summary(cells)["parasitemia_pct"]
+
+``detect`` returns a pandas DataFrame, one row per cell, sorted by y, x: ``class_name`` (as a
+person reads it: "Healthy RBC", "Infected RBC", "Neutrophil"...), ``class_idx`` (0..9, see
+bloodcell.classes), ``score`` (0..1) and the box ``x``, ``y``, ``w``, ``h`` in the input
+image's pixels, x, y its top-left corner. ``bloodcell detect`` is a thin layer over this class.
+
+Images: a path (PNG, JPEG, BMP, TIFF of any size, read region by region as
+smear_io.open_smear does) or a numpy array (H, W, 3) uint8 in **RGB** order (what PIL,
+scikit-image and matplotlib give; OpenCV's BGR must be flipped first).
+Scale: the model sees cells at the size it was trained on (its card's RBC diameter, 34 px);
+``rbc_diameter`` (px of a typical red cell in the image, or ``"auto"`` to estimate it) or
+``scale`` (a resize factor) brings the image there, and boxes come back in input pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bloodcell.errors import UserError
+
+CELL_COLUMNS = ("class_name", "class_idx", "score", "x", "y", "w", "h")
+
+
+@dataclass
+class Detector:
+    """A loaded detector with its decoding and whole-slide settings (see the module doc)."""
+
+    path: Path
+    detect_tiles: object = field(repr=False)
+    anchors: tuple
+    slide: object
+    rbc_diameter_px: float
+
+    @classmethod
+    def load(cls, path: str | Path, score_threshold: float = 0.2, nms_iou: float = 0.45,
+             anchors=None, slide=None) -> Detector:
+        """Load a trained detector ``.keras`` file. ``anchors``: None takes the model's own
+        (its card); ``slide``: a bloodcell.slide.SlideConfig (default: no overlap, second
+        pass on). UserError for a missing or foreign file."""
+        from bloodcell.cli_train import set_tf_threads
+        from bloodcell.decode import DecodeConfig
+        from bloodcell.inference import load_detector, tile_detector
+        from bloodcell.model_card import model_anchors, model_rbc_diameter
+        from bloodcell.slide import SlideConfig
+        from bloodcell.smear_io import MODEL_RBC_PX
+        from bloodcell.targets import ORIGINAL_ANCHORS
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path} does not exist: train first (snakemake) or give the path "
+                            "of a models/detector.keras")
+        set_tf_threads()
+        own = model_anchors(path, anchors, ORIGINAL_ANCHORS)
+        fn = tile_detector(load_detector(path), own, DecodeConfig(score_threshold, nms_iou))
+        return cls(path, fn, own, slide or SlideConfig(), model_rbc_diameter(path, MODEL_RBC_PX))
+
+    def scale_for(self, rbc_diameter: float | None, scale: float | None) -> float:
+        """The resize factor to the model's scale from a red-cell diameter (px) or a scale."""
+        if rbc_diameter is not None and scale is not None:
+            raise ValueError("give rbc_diameter or scale, not both")
+        if rbc_diameter is not None:
+            from bloodcell.smear_io import scale_from_rbc_diameter
+
+            return scale_from_rbc_diameter(rbc_diameter, self.rbc_diameter_px)
+        return 1.0 if scale is None else float(scale)
+
+    def detect(self, image: str | Path | np.ndarray, rbc_diameter: float | str | None = None,
+               scale: float | None = None) -> pd.DataFrame:
+        """Cells of one image (a path, or an RGB uint8 array): the module doc's DataFrame."""
+        if isinstance(image, np.ndarray):
+            return self.detect_array(image, rbc_diameter, scale)
+        from bloodcell.smear_io import open_smear
+
+        with open_smear(Path(image)) as smear:
+            return self.detect_smear(smear, rbc_diameter, scale)
+
+    def detect_array(self, rgb: np.ndarray, rbc_diameter=None, scale=None) -> pd.DataFrame:
+        """Cells of an in-memory (H, W, 3) uint8 RGB image."""
+        from bloodcell.smear_io import rescale
+
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.dtype} "
+                             f"{rgb.shape}")
+        if rbc_diameter == "auto":
+            rbc_diameter = self.estimate_rbc_diameter("image", rgb[:, :, ::-1])
+        factor = self.scale_for(rbc_diameter, scale)
+        view = np.ascontiguousarray(rescale(rgb, factor))
+        return self.cells(view, factor, rgb.shape[1], rgb.shape[0])
+
+    def detect_smear(self, smear, rbc_diameter=None, scale=None, window=4096) -> pd.DataFrame:
+        """Cells of a smear opened with smear_io.open_smear, read region by region; ``"auto"``
+        measures the red cells on the centre ``window`` px."""
+        if rbc_diameter == "auto":
+            w, h = min(smear.width, window), min(smear.height, window)
+            x0, y0 = (smear.width - w) // 2, (smear.height - h) // 2
+            bgr = smear.region(x0, y0, x0 + w, y0 + h)
+            rbc_diameter = self.estimate_rbc_diameter(str(smear.path), bgr)
+        factor = self.scale_for(rbc_diameter, scale)
+        return self.cells(smear.scaled(factor), factor, smear.width, smear.height)
+
+    def estimate_rbc_diameter(self, name: str, bgr: np.ndarray) -> float:
+        """The image's typical red-cell diameter (px), estimated (bloodcell.rbc_size);
+        UserError naming ``name`` when no estimate is possible."""
+        from bloodcell.rbc_size import require_estimate
+
+        return require_estimate(name, bgr, 1.0, "auto")[1]
+
+    def cells(self, view, factor: float, width: int, height: int) -> pd.DataFrame:
+        """Detect on an image at the model's scale (``view``: array or ScaledSmear, RGB) and
+        return the cells in the input's pixels (``factor``: input -> view)."""
+        from bloodcell.detect_outputs import DISPLAY_NAMES
+        from bloodcell.slide import clip_to_image, detect_slide
+
+        if not (np.isfinite(factor) and 0.05 <= factor <= 20):
+            raise UserError(f"scale {factor:g} is outside 0.05..20: check rbc_diameter/scale")
+        found = detect_slide(self.detect_tiles, view, self.slide)
+        found = found.assign(**{c: found[c] / factor for c in ("x", "y", "w", "h")})
+        found = clip_to_image(found, width, height)
+        found = found.sort_values(["y", "x", "class_idx"], kind="mergesort")
+        found["class_name"] = [DISPLAY_NAMES[int(c)] for c in found["class_idx"]]
+        return found[list(CELL_COLUMNS)].reset_index(drop=True)
+
+    @staticmethod
+    def summary(cells: pd.DataFrame) -> dict:
+        """Counts per class (``n_healthy_rbc``...), ``n_wbc``, ``n_rbc``, the WBC differential
+        (``pct_neutrophil``... in %) and ``parasitemia_pct`` of one image's cells (NaN where
+        undefined): the columns of detect's summary.csv."""
+        from bloodcell.detect_outputs import summary_row
+
+        row = summary_row("image", cells.assign(image_id="image"))
+        row.pop("image_id")
+        return row
