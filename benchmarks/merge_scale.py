@@ -28,13 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bloodcell.metrics import box_iou
 from bloodcell.slide import (
-    KIND,
-    PARTIAL,
     TILE,
     class_nms,
-    meet_across_seam,
     seam_lines,
     seam_pairs,
     tile_origins,
@@ -127,47 +123,15 @@ def measure(fn, repeats: int) -> tuple[float, float, str, object]:
 # ---------------------------------------------------------------- the all-pairs versions
 
 
-def all_pairs_class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7) -> pd.DataFrame:
-    """class_nms before issue 12: kind x kind IoU and containment matrices."""
-    keep = []
-    ranked = dets.assign(kind=KIND[dets["class_idx"].to_numpy()],
-                         partial=dets["class_idx"].to_numpy() == PARTIAL)
-    for _, part in ranked.groupby("kind", sort=True):
-        part = part.sort_values(["cut", "partial", "score"], ascending=[True, True, False],
-                                kind="mergesort")
-        b = part[["x", "y", "w", "h"]].to_numpy(float)
-        overlap = box_iou(b, b)
-        area = b[:, 2] * b[:, 3]
-        inter = overlap * (area[:, None] + area[None, :]) / (1 + overlap)
-        contained = inter / np.maximum(area[None, :], 1e-6)
-        alive = np.ones(len(part), bool)
-        for i in range(len(part)):
-            if alive[i]:
-                later = np.arange(len(part)) > i
-                alive &= ~(later & ((overlap[i] > iou) | (contained[i] > inside)))
-        keep += list(part.index[alive])
-    return dets.loc[sorted(keep)]
+def all_pairs():
+    """The all-pairs class_nms and seam_pairs from before the grid: the references kept in
+    tests/test_slide.py (one copy of each)."""
+    import sys
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_slide import all_pairs_class_nms, brute_seam_pairs
 
-def all_pairs_seam_pairs(dets: pd.DataFrame, gap: float, seams) -> list[tuple[int, int]]:
-    """seam_pairs before issue 12: boxes x seams distances, then every box against all."""
-    xywh = dets[["x", "y", "w", "h"]].to_numpy(float)
-    near = np.zeros(len(xywh), bool)
-    for axis in (0, 1):
-        lines = np.asarray(seams[axis], float)
-        for side in (xywh[:, axis], xywh[:, axis] + xywh[:, axis + 2]):
-            near |= (np.abs(side[:, None] - lines[None, :]) <= gap).any(axis=1)
-    sub, xywh = dets[near], xywh[near]
-    cls, tile, rows = KIND[sub["class_idx"].to_numpy()], sub["tile"].to_numpy(), sub.index
-    x0, y0 = xywh[:, 0] - gap, xywh[:, 1] - gap
-    x1, y1 = xywh[:, 0] + xywh[:, 2] + gap, xywh[:, 1] + xywh[:, 3] + gap
-    pairs = []
-    for i in range(len(sub)):
-        cand = np.nonzero((cls == cls[i]) & (tile != tile[i]) & (np.arange(len(sub)) > i)
-                          & (x0 <= x1[i]) & (x0[i] <= x1) & (y0 <= y1[i]) & (y0[i] <= y1))[0]
-        pairs += [(int(rows[i]), int(rows[j])) for j in cand
-                  if meet_across_seam(xywh[i], xywh[j], gap, seams)]
-    return pairs
+    return all_pairs_class_nms, lambda d, gap, seams: brute_seam_pairs(d, range(10), gap, seams)
 
 
 # ---------------------------------------------------------------- main
@@ -208,10 +172,10 @@ def one_size(n: int, overlap: int, a: argparse.Namespace) -> None:
         print(f"  {'':<28} {len(kept)} kept of {len(dets)}")
     if n <= a.reference_max:
         old = report("seam_pairs (all pairs)",
-                     lambda: all_pairs_seam_pairs(dets, GAP_PX, seams), 1)
+                     lambda: all_pairs()[1](dets, GAP_PX, seams), 1)
         print(f"  {'':<28} {len(pairs)} seam pairs, same as all pairs: {old == pairs}")
         ref = report("class_nms iou (all pairs)",
-                     lambda: all_pairs_class_nms(dets, a.merge_iou), 1)
+                     lambda: all_pairs()[0](dets, a.merge_iou), 1)
         same = list(ref.index) == list(class_nms(dets, a.merge_iou).index)
         print(f"  {'':<28} same kept rows as the grid: {same}")
     else:

@@ -376,6 +376,16 @@ def greedy_keep(b: np.ndarray, iou: float, inside: float, metric: str) -> np.nda
     return alive
 
 
+def ranked_by_kind(dets: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """Each kind's rows (KIND) in merge order: whole boxes first (not cut by a tile edge, not
+    partialWBC), then by score, highest first (stable)."""
+    ranked = dets.assign(kind=KIND[dets["class_idx"].to_numpy()],
+                         partial=dets["class_idx"].to_numpy() == PARTIAL)
+    for _, part in ranked.groupby("kind", sort=True):
+        yield part.sort_values(["cut", "partial", "score"], ascending=[True, True, False],
+                               kind="mergesort")
+
+
 def class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7,
               metric: str = "iou") -> pd.DataFrame:
     """Greedy NMS per kind of cell (KIND), whole boxes first (not cut by a tile edge, not
@@ -389,11 +399,7 @@ def class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7,
     if not (iou >= 0 and inside >= 0):
         raise ValueError(f"merge thresholds must be >= 0, got iou {iou}, inside {inside}")
     keep = []
-    ranked = dets.assign(kind=KIND[dets["class_idx"].to_numpy()],
-                         partial=dets["class_idx"].to_numpy() == PARTIAL)
-    for _, part in ranked.groupby("kind", sort=True):
-        part = part.sort_values(["cut", "partial", "score"], ascending=[True, True, False],
-                                kind="mergesort")
+    for part in ranked_by_kind(dets):
         b = part[["x", "y", "w", "h"]].to_numpy(float)
         keep += list(part.index[greedy_keep(b, iou, inside, metric)])
     return dets.loc[sorted(keep)]

@@ -19,12 +19,12 @@ from bloodcell.cli_train import add_slide
 from bloodcell.metrics import box_iou
 from bloodcell.slide import (
     KIND,
-    PARTIAL,
     SlideConfig,
     class_nms,
     detect_slide,
     meet_across_seam,
     pad_to_tile,
+    ranked_by_kind,
     seam_lines,
     seam_pairs,
     tile_origins,
@@ -174,11 +174,7 @@ def test_an_rbc_cut_by_a_seam_is_infected_when_one_part_is():
 def all_pairs_class_nms(dets: pd.DataFrame, iou: float, inside: float = 0.7) -> pd.DataFrame:
     """The all-pairs class_nms before the grid (issue 12), kept as the reference."""
     keep = []
-    ranked = dets.assign(kind=KIND[dets["class_idx"].to_numpy()],
-                         partial=dets["class_idx"].to_numpy() == PARTIAL)
-    for _, part in ranked.groupby("kind", sort=True):
-        part = part.sort_values(["cut", "partial", "score"], ascending=[True, True, False],
-                                kind="mergesort")
+    for part in ranked_by_kind(dets):
         b = part[["x", "y", "w", "h"]].to_numpy(float)
         overlap = box_iou(b, b)
         area = b[:, 2] * b[:, 3]
