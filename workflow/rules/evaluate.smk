@@ -42,6 +42,7 @@ rule evaluate_slides:
         code=EVAL_CODE
         + [
             "bloodcell/slide.py",
+            "bloodcell/box_grid.py",
             "bloodcell/evaluate_slides.py",
             "bloodcell/detect_outputs.py",
             "bloodcell/evaluate.py",
@@ -71,6 +72,7 @@ rule evaluate_slides:
     shell:
         "bloodcell --log {log} evaluate-slides --slides {input.slides} --model {input.model}"
         " --anchors {params.m[anchors]} --score-threshold {params.d[score_threshold]}"
-        " --nms-iou {params.d[nms_iou]} --stride {params.s[stride]}"
-        " --merge-iou {params.s[merge_iou]} --adjacency-px {params.s[adjacency_px]}"
+        " --nms-iou {params.d[nms_iou]} --overlap {params.s[overlap]}"
+        " --merge-metric {params.s[merge_metric]} --merge-iou {params.s[merge_iou]}"
+        " --adjacency-px {params.s[adjacency_px]}"
         " --metrics {output.metrics} --figures {output.figures}"

@@ -125,7 +125,13 @@ rule evaluate_real:
             "bloodcell/sources/annotations.py",
             "bloodcell/rbc_size.py",
             "bloodcell/slide.py",
+            "bloodcell/box_grid.py",
             "bloodcell/smear_io.py",
+            "bloodcell/smear_headers.py",
+            "bloodcell/smear_convert.py",
+            "bloodcell/smear_tiff.py",
+            "bloodcell/smear_view.py",
+            "bloodcell/model_card.py",
         ],
     output:
         metrics="metrics/evaluate_real/{name}.json",
@@ -157,8 +163,8 @@ rule evaluate_real:
         " {params.e[list_arg]} --rbc-diameter {params.e[rbc_diameter]}"
         " --model {input.model} --anchors {params.m[anchors]}"
         " --score-threshold {params.d[score_threshold]} --nms-iou {params.d[nms_iou]}"
-        " --stride {params.s[stride]} --merge-iou {params.s[merge_iou]}"
-        " --adjacency-px {params.s[adjacency_px]}"
+        " --overlap {params.s[overlap]} --merge-metric {params.s[merge_metric]}"
+        " --merge-iou {params.s[merge_iou]} --adjacency-px {params.s[adjacency_px]}"
         " --map-score-threshold {params.ev[map_score_threshold]}"
         " --max-dets {params.ev[max_dets]}"
         " --metrics {output.metrics} --figures {output.figures}"
