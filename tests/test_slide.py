@@ -114,6 +114,14 @@ def test_cells_cut_by_seams_are_counted_once():
     assert boxes_of(dets, 6) == [[100, 214, 20, 20]]
 
 
+def test_whole_neighbours_on_either_side_of_a_seam_are_not_joined():
+    # two RBCs 3 px from the seam x = 224, neither cut by a tile edge: the old seam join made
+    # them one box (two GT cells missed); only boxes a tile edge cut are joined now
+    img = scene(448, 448, [(9, 187, 100, 34, 34), (9, 227, 100, 34, 34)])
+    dets = detect_slide(fake_detect, img, SlideConfig())
+    assert sorted(boxes_of(dets, 9)) == [[187, 100, 34, 34], [227, 100, 34, 34]]
+
+
 def test_neighbouring_cells_in_one_tile_are_not_joined():
     img = scene(448, 448, [(9, 20, 20, 30, 30), (9, 51, 20, 30, 30)])  # 1 px apart, one tile
     dets = detect_slide(fake_detect, img, SlideConfig())
@@ -353,7 +361,7 @@ def test_overlap_in_px_share_or_percent_sets_the_stride(text, overlap, stride):
 def test_slide_options_default_and_stride_still_works():
     a = slide_args()
     assert (a.stride, a.overlap, a.merge_iou, a.merge_metric, a.adjacency_px) == \
-        (224, None, 0.3, "iou", 6)
+        (179, 45, 0.3, "iou", 6)
     assert (slide_args("--stride", "112").stride, slide_args("--stride", "112").overlap) == \
         (112, None)
     assert slide_args("--merge-metric", "ios").merge_metric == "ios"
