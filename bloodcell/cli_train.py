@@ -236,13 +236,16 @@ class TileStep(argparse.Action):
 def add_slide(p: argparse.ArgumentParser) -> None:
     """Whole-slide options: --stride or --overlap, --merge-iou, --merge-metric, --adjacency-px.
     ``a.stride`` is always the tile step in px and ``a.overlap`` the overlap px or None."""
-    p.add_argument("--stride", type=stride_arg, action=TileStep, default=224, metavar="PX",
-                   help="tile step in px, 1..224 (default 224: no overlap)")
-    p.add_argument("--overlap", type=overlap_arg, action=TileStep, default=None,
+    from bloodcell.slide import DEFAULT_OVERLAP_PX, TILE
+
+    p.add_argument("--stride", type=stride_arg, action=TileStep,
+                   default=TILE - DEFAULT_OVERLAP_PX, metavar="PX",
+                   help="tile step in px, 1..224 (224: tiles only touch)")
+    p.add_argument("--overlap", type=overlap_arg, action=TileStep, default=DEFAULT_OVERLAP_PX,
                    metavar="PX|SHARE|PCT",
                    help="overlap of neighbouring tiles instead of --stride: px (48), a share "
                    "of the 224 tile (0.2) or a percentage (20%%), rounded to whole px; the "
-                   "stride becomes 224 - overlap")
+                   f"stride becomes 224 - overlap (default {DEFAULT_OVERLAP_PX} px, 20%%)")
     p.add_argument("--merge-iou", type=merge_iou_arg, default=0.3,
                    help="same-class boxes overlapping more than this (0..1) are merged")
     p.add_argument("--merge-metric", choices=("iou", "ios"), default="iou",

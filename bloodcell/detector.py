@@ -45,13 +45,13 @@ class Detector:
     def load(cls, path: str | Path, score_threshold: float = 0.2, nms_iou: float = 0.45,
              anchors=None, slide=None) -> Detector:
         """Load a trained detector ``.keras`` file. ``anchors``: None takes the model's own
-        (its card); ``slide``: a bloodcell.slide.SlideConfig (default: no overlap, second
-        pass on). UserError for a missing or foreign file."""
+        (its card); ``slide``: a bloodcell.slide.SlideConfig (default: tiles overlapping by
+        DEFAULT_OVERLAP_PX, second pass on). UserError for a missing or foreign file."""
         from bloodcell.cli_train import set_tf_threads
         from bloodcell.decode import DecodeConfig
         from bloodcell.inference import load_detector, tile_detector
         from bloodcell.model_card import model_anchors, model_rbc_diameter
-        from bloodcell.slide import SlideConfig
+        from bloodcell.slide import DEFAULT_OVERLAP_PX, SlideConfig
         from bloodcell.smear_io import MODEL_RBC_PX
         from bloodcell.targets import ORIGINAL_ANCHORS
 
@@ -62,7 +62,8 @@ class Detector:
         set_tf_threads()
         own = model_anchors(path, anchors, ORIGINAL_ANCHORS)
         fn = tile_detector(load_detector(path), own, DecodeConfig(score_threshold, nms_iou))
-        return cls(path, fn, own, slide or SlideConfig(), model_rbc_diameter(path, MODEL_RBC_PX))
+        return cls(path, fn, own, slide or SlideConfig(overlap=DEFAULT_OVERLAP_PX),
+                   model_rbc_diameter(path, MODEL_RBC_PX))
 
     def scale_for(self, rbc_diameter: float | None, scale: float | None) -> float:
         """The resize factor to the model's scale from a red-cell diameter (px) or a scale."""
