@@ -216,8 +216,9 @@ def main() -> None:
         p.error("--cli needs --model")
     sides = [int(s) for s in a.sizes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="large_smears_"))
+    what = "bloodcell detect end to end" if a.cli else f"tiles in batches of {a.batch}"
     print(f"{os.cpu_count()} CPUs, {'model ' + str(a.model) if a.model else 'numpy stand-in'},"
-          f" scale {a.scale:g}, batch {a.batch}, tiles {TILE_PX} px zlib BigTIFF")
+          f" scale {a.scale:g}, {what}, tiles {TILE_PX} px zlib BigTIFF")
     print(f"{'side':>6} {'MP':>6} {'write s':>8} {'file MB':>8} {'s':>7} {'s/MP':>7} "
           f"{'peak MB':>8} {'import MB':>9} {'boxes':>7}")
     try:

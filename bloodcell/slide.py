@@ -69,7 +69,7 @@ class SlideConfig:
     merge_iou: float = 0.3
     adjacency_px: int = 6
     second_pass: bool = True
-    batch: int = 64
+    batch: int = 32
     merge_metric: str = "iou"
     overlap: int | None = None
 
