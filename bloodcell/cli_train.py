@@ -16,9 +16,12 @@ def set_tf_threads() -> None:
     import tensorflow as tf
 
     threads = os.environ.get("OMP_NUM_THREADS", "")
-    if threads.isdigit() and int(threads) > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        if threads.isdigit() and int(threads) > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already runs in this process (a notebook): keep its own
+        pass
 
 
 def _type(name: str, conv):
