@@ -18,6 +18,13 @@ CLASS_NAMES: tuple[str, ...] = (
 
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 
+DISPLAY_NAMES: tuple[str, ...] = (
+    "Eosinophil", "Basophil", "Neutrophil", "Lymphocyte", "Monocyte", "Partial WBC",
+    "Thrombocyte", "Platelet clump", "Infected RBC", "Healthy RBC",
+)
+"""The class names as a person reads them (legends, figure keys, CSV, GeoJSON), by class
+index; CLASS_NAMES stay in the original-format labels, COCO categories and params."""
+
 WBC_CLASSES: tuple[str, ...] = CLASS_NAMES[:5]
 PLATELET_CLASSES: tuple[str, ...] = ("Thrombocytes", "Clumps")
 RBC_CLASSES: tuple[str, ...] = ("Infected", "_")
@@ -30,6 +37,12 @@ UNTYPED_WBC_INDEX = -1
 
 LABEL_INDEX: dict[str, int] = {**CLASS_INDEX, UNTYPED_WBC: UNTYPED_WBC_INDEX}
 """Every label a sample or object may carry: the ten classes plus the untyped white cell."""
+
+
+def display_name(name: str) -> str:
+    """The human-readable form of a class name (``_`` -> ``Healthy RBC``); other names (the
+    untyped ``WBC``, a dataset's own classes) as they are."""
+    return DISPLAY_NAMES[CLASS_INDEX[name]] if name in CLASS_INDEX else name
 
 
 def label_name(idx: int) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from bloodcell.atomic import MARKER, atomic_file, check_output, clean_stale
-from bloodcell.detect_outputs import DISPLAY_NAMES
+from bloodcell.classes import DISPLAY_NAMES
 
 STATE = ".bloodcell-detect"
 """Hidden bookkeeping folder inside a detect output folder."""

@@ -44,7 +44,13 @@ import pandas as pd
 
 from bloodcell import __version__
 from bloodcell.atomic import atomic_file
-from bloodcell.classes import CLASS_NAMES, PLATELET_CLASSES, RBC_CLASSES, WBC_CLASSES
+from bloodcell.classes import (
+    CLASS_NAMES,
+    DISPLAY_NAMES,
+    PLATELET_CLASSES,
+    RBC_CLASSES,
+    WBC_CLASSES,
+)
 from bloodcell.draw import CLASS_COLOURS_BGR
 from bloodcell.imageio import encode_png
 
@@ -55,12 +61,6 @@ CLASS_SLUGS: tuple[str, ...] = (
     "thrombocyte", "platelet_clump", "infected_rbc", "healthy_rbc",
 )
 """Column-name form of each class, by class index (``n_<slug>``, ``pct_<slug>``)."""
-
-DISPLAY_NAMES: tuple[str, ...] = (
-    "Eosinophil", "Basophil", "Neutrophil", "Lymphocyte", "Monocyte", "Partial WBC",
-    "Thrombocyte", "Platelet clump", "Infected RBC", "Healthy RBC",
-)
-"""Human-readable class names for the legend of annotated images, by class index."""
 
 WBC_IDX: tuple[int, ...] = tuple(CLASS_NAMES.index(n) for n in WBC_CLASSES)
 INFECTED_IDX, HEALTHY_IDX = (CLASS_NAMES.index(n) for n in RBC_CLASSES)
@@ -323,7 +323,7 @@ def geojson_feature(x: float, y: float, w: float, h: float, class_idx: int,
         "properties": {
             "objectType": "detection",
             "object_type": "detection",
-            "classification": {"name": CLASS_NAMES[class_idx],
+            "classification": {"name": DISPLAY_NAMES[class_idx],
                                "color": list(class_colour_rgb(class_idx))},
             "measurements": {"score": _num(score, 4)},
         },
@@ -334,10 +334,11 @@ def write_geojson(detections: pd.DataFrame, path: str | Path) -> None:
     """Write one image's detections as a GeoJSON FeatureCollection that QuPath imports.
 
     Drag the file onto the image in QuPath (0.4 or later; File > Import objects) to get one
-    detection object per box, classified with the class name of bloodcell.classes (``_`` is a
-    healthy RBC) in its class colour, with the score as a measurement. Coordinates are pixels
-    of the input image, origin top-left, y down (QuPath's convention). Properties carry both
-    ``objectType`` (QuPath >= 0.4) and ``object_type`` (older). Raises ValueError if the
+    detection object per box, classified with the class's display name (``Healthy RBC``,
+    ``Infected RBC``, ``Neutrophil``...; bloodcell.classes.DISPLAY_NAMES) in its class colour,
+    with the score as a measurement. Coordinates are pixels of the input image, origin
+    top-left, y down (QuPath's convention). Properties carry both ``objectType`` (QuPath >=
+    0.4) and ``object_type`` (older). Raises ValueError if the
     detections belong to more than one image.
     """
     det = checked_detections(detections)

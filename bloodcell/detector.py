@@ -119,7 +119,7 @@ class Detector:
     def cells(self, view, factor: float, width: int, height: int) -> pd.DataFrame:
         """Detect on an image at the model's scale (``view``: array or ScaledSmear, RGB) and
         return the cells in the input's pixels (``factor``: input -> view)."""
-        from bloodcell.detect_outputs import DISPLAY_NAMES
+        from bloodcell.classes import DISPLAY_NAMES
         from bloodcell.slide import clip_to_image, detect_slide
 
         if not (np.isfinite(factor) and 0.05 <= factor <= 20):

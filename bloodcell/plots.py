@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bloodcell.atomic import atomic_file  # noqa: E402
+from bloodcell.classes import display_name  # noqa: E402
 
 META = {"Software": None, "Creation Time": None}  # no version or time stamp: same bytes
 
@@ -27,7 +28,7 @@ def pr_curves(curves: pd.DataFrame, path: Path) -> None:
     """Precision-recall at IoU 0.5 per class; ``curves``: class_name, recall, precision."""
     fig, ax = plt.subplots(figsize=(7, 5))
     for name, part in curves.groupby("class_name", sort=False):
-        ax.plot(part["recall"], part["precision"], label=name)
+        ax.plot(part["recall"], part["precision"], label=display_name(name))
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
            title="Precision-recall per class (COCO, IoU 0.5)")
     ax.legend(fontsize=8, loc="lower left")
@@ -45,8 +46,9 @@ def confusion(pairs: pd.DataFrame, labels: list[str], path: Path) -> None:
     for (r, c), v in np.ndenumerate(m):
         if v:
             ax.text(c, r, str(v), ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    names = [display_name(n) for n in labels]
+    ax.set_xticks(range(len(labels)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="actual", title="Boxes matched one-to-one at IoU 0.5")
     fig.tight_layout()
     save(fig, path)

@@ -109,7 +109,7 @@ def test_geojson_has_qupath_keys_and_round_trips(tmp_path: Path) -> None:
     props = f["properties"]
     assert props["objectType"] == props["object_type"] == "detection"
     b, g, r = CLASS_COLOURS_BGR[CLASS_INDEX["Infected"]]
-    assert props["classification"] == {"name": "Infected", "color": [r, g, b]}
+    assert props["classification"] == {"name": "Infected RBC", "color": [r, g, b]}
     assert props["measurements"] == {"score": 0.1235}
     write_geojson(det.iloc[::-1], tmp_path / "b.geojson")
     assert path.read_bytes() == (tmp_path / "b.geojson").read_bytes()

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bloodcell import export, metrics
-from bloodcell.classes import CLASS_NAMES
+from bloodcell.classes import DISPLAY_NAMES
 from bloodcell.errors import UserError
 from conftest import PROJECT
 
@@ -376,7 +376,7 @@ def test_detect_coco_and_geojson_carry_the_boxes_rounded_to_2_decimals(rows):
         assert ring[0] == ring[-1] and len(ring) == 5
         xs, ys = [p[0] for p in ring], [p[1] for p in ring]
         assert min(xs) <= max(xs) and min(ys) <= max(ys)
-        assert f["properties"]["classification"]["name"] in CLASS_NAMES
+        assert f["properties"]["classification"]["name"] in DISPLAY_NAMES
 
 
 @st.composite
