@@ -20,17 +20,11 @@ import pandas as pd
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from bloodcell.detector import check_scale
 from bloodcell.errors import UserError
 
 SUMMARY = "summary.csv"
 log = logging.getLogger("bloodcell")
-
-
-def check_scale(scale: float, what: str) -> None:
-    """UserError unless the detector's ``scale`` lies in 0.05..20 (``what`` names its source)."""
-    if not 0.05 <= scale <= 20:
-        raise UserError(f"{what}: scale {scale:g} is outside 0.05..20: check --scale/"
-                        "--rbc-diameter")
 
 
 ANNOTATE_MAX_SIDE = 8192
@@ -57,10 +51,7 @@ def smear_scale(detector, smear, scale: float | str) -> float:
     the scale is out of range."""
     if scale != "auto":
         return float(scale)
-    w, h = min(smear.width, AUTO_CROP_PX), min(smear.height, AUTO_CROP_PX)
-    x0, y0 = (smear.width - w) // 2, (smear.height - h) // 2
-    diameter = detector.estimate_rbc_diameter(str(smear.path),
-                                              smear.region(x0, y0, x0 + w, y0 + h))
+    diameter = detector.smear_rbc_diameter(smear, AUTO_CROP_PX)
     factor = detector.scale_for(diameter, None)
     log.info("%s: estimated RBC diameter %.1f px -> scale %.3f", smear.path, diameter, factor)
     check_scale(factor, f"{smear.path}: estimated RBC diameter {diameter:.1f} px")

@@ -31,6 +31,14 @@ from bloodcell.errors import UserError
 CELL_COLUMNS = ("class_name", "class_idx", "score", "x", "y", "w", "h")
 
 
+def check_scale(scale: float, what: str) -> None:
+    """UserError unless a resize factor to the model's scale lies in 0.05..20 (``what`` names
+    where it came from)."""
+    if not (np.isfinite(scale) and 0.05 <= scale <= 20):
+        raise UserError(f"{what}: scale {scale:g} is outside 0.05..20: check --scale/"
+                        "--rbc-diameter")
+
+
 @dataclass
 class Detector:
     """A loaded detector with its decoding and whole-slide settings (see the module doc)."""
@@ -102,12 +110,15 @@ class Detector:
         """Cells of a smear opened with smear_io.open_smear, read region by region; ``"auto"``
         measures the red cells on the centre ``window`` px."""
         if rbc_diameter == "auto":
-            w, h = min(smear.width, window), min(smear.height, window)
-            x0, y0 = (smear.width - w) // 2, (smear.height - h) // 2
-            bgr = smear.region(x0, y0, x0 + w, y0 + h)
-            rbc_diameter = self.estimate_rbc_diameter(str(smear.path), bgr)
+            rbc_diameter = self.smear_rbc_diameter(smear, window)
         factor = self.scale_for(rbc_diameter, scale)
         return self.cells(smear.scaled(factor), factor, smear.width, smear.height)
+
+    def smear_rbc_diameter(self, smear, window: int = 4096) -> float:
+        """A smear's typical red-cell diameter (px), estimated on its centre ``window`` px."""
+        w, h = min(smear.width, window), min(smear.height, window)
+        x0, y0 = (smear.width - w) // 2, (smear.height - h) // 2
+        return self.estimate_rbc_diameter(str(smear.path), smear.region(x0, y0, x0 + w, y0 + h))
 
     def estimate_rbc_diameter(self, name: str, bgr: np.ndarray) -> float:
         """The image's typical red-cell diameter (px), estimated (bloodcell.rbc_size);
@@ -122,8 +133,7 @@ class Detector:
         from bloodcell.classes import DISPLAY_NAMES
         from bloodcell.slide import clip_to_image, detect_slide
 
-        if not (np.isfinite(factor) and 0.05 <= factor <= 20):
-            raise UserError(f"scale {factor:g} is outside 0.05..20: check rbc_diameter/scale")
+        check_scale(factor, "detector")
         found = detect_slide(self.detect_tiles, view, self.slide)
         found = found.assign(**{c: found[c] / factor for c in ("x", "y", "w", "h")})
         found = clip_to_image(found, width, height)
