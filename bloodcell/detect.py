@@ -58,30 +58,35 @@ def smear_scale(detector, smear, scale: float | str) -> float:
     return factor
 
 
-def detect_one(path: Path, detector, scale: float | str) -> tuple[pd.DataFrame, dict]:
-    """Cells of one smear (bloodcell.detector.Detector's frame, input pixels), read region by
-    region (smear_io.open_smear), with its size, scale and annotated image; UserError for a
-    bad image. ``scale``: the resize factor, or "auto" (smear_scale)."""
+def detect_one(path: Path, detector, scale: float | str,
+               pixel_size: float | None = None) -> tuple[pd.DataFrame, dict]:
+    """Cells of one smear (bloodcell.detector.Detector's frame with outlines, input pixels),
+    read region by region (smear_io.open_smear), with its size, scale and annotated image;
+    UserError for a bad image. ``scale``: the resize factor, or "auto" (smear_scale);
+    ``pixel_size``: µm per input px for the measurements, or None for px."""
     from bloodcell.smear_io import open_smear
 
     with open_smear(path) as smear:
         factor = smear_scale(detector, smear, scale)
-        cells = detector.cells(smear.scaled(factor), factor, smear.width, smear.height)
+        cells = detector.cells(smear.scaled(factor), factor, smear.width, smear.height,
+                               outlines=True, pixel_size=pixel_size)
         image = annotated_png(smear, cells.assign(image_id=""))
         info = {"width": smear.width, "height": smear.height, "scale": round(factor, 6)}
     return cells, {**info, "annotated": image}
 
 
 def finish_image(out: Path, name: str, dets: pd.DataFrame, image: np.ndarray) -> pd.DataFrame:
-    """Write one image's outputs (annotated PNG, GeoJSON, cells CSV); returns its checked
-    detections (rounded, sorted), as the per-run files take them."""
+    """Write one image's outputs (annotated PNG, GeoJSON with the outlines ``dets`` carry,
+    cells CSV); returns its checked detections (rounded, sorted), as the per-run files take
+    them."""
     from bloodcell import detect_folder as run
     from bloodcell import detect_outputs as outputs
 
-    checked = outputs.checked_detections(dets.assign(image_id=name))
+    shaped = outputs.checked_detections(dets.assign(image_id=name), keep=outputs.SHAPE_COLUMNS)
+    checked = shaped[list(outputs.DETECTION_COLUMNS)]
     paths = run.outputs_of(out, name)
     outputs.write_png(paths["annotated"], image)
-    outputs.write_geojson(checked, paths["geojson"])
+    outputs.write_geojson(shaped, paths["geojson"])
     run.write_cells_csv(checked, paths["cells"])
     return checked
 
@@ -106,7 +111,7 @@ def failed_row(name: str, file: str, reason: str) -> dict:
 
 
 def detect_images(paths: list[Path], detector, scale: float | str, out: Path, settings: dict,
-                  fail_fast: bool = False) -> list[str]:
+                  fail_fast: bool = False, pixel_size: float | None = None) -> list[str]:
     """Detect on every image and write its outputs into ``out`` as it finishes, skipping those
     a killed run of the same command finished (bloodcell.detect_folder); then the per-run
     summary.csv and detections.json. Returns the failure lines (``FILE: reason``).
@@ -114,7 +119,7 @@ def detect_images(paths: list[Path], detector, scale: float | str, out: Path, se
     ``detector``: a bloodcell.detector.Detector; ``scale``: the resize factor to the model's
     scale, or ``"auto"`` to set it per image from the image's estimated RBC diameter. A bad
     image becomes a ``failed`` row and the run goes on, unless ``fail_fast`` (its UserError is
-    raised).
+    raised). ``pixel_size``: µm per input px for the GeoJSON measurements (None: px).
     """
     from bloodcell import detect_folder as run
     from bloodcell import detect_outputs as outputs
@@ -130,7 +135,7 @@ def detect_images(paths: list[Path], detector, scale: float | str, out: Path, se
                 sha = input_sha256(path)
                 record = run.finished(out, name, sha)
                 if record is None:
-                    dets, info = detect_one(path, detector, scale)
+                    dets, info = detect_one(path, detector, scale, pixel_size)
                     checked = finish_image(out, name, dets, info.pop("annotated"))
                     record = {"file": file, "sha256": sha, **info}
                     run.mark_finished(out, name, record)
@@ -154,6 +159,7 @@ def detect_images(paths: list[Path], detector, scale: float | str, out: Path, se
 
 
 def add_parser(sub) -> None:
+    from bloodcell.cli import positive_float
     from bloodcell.cli_train import add_decode, add_model_and_scale, add_slide
 
     p = sub.add_parser("detect", help="detect cells on your own smear images",
@@ -161,7 +167,9 @@ def add_parser(sub) -> None:
                        "size, bit depth and channel count; large TIFF, BigTIFF and pyramidal "
                        "OME-TIFF smears are read region by region. Writes per image NAME.png "
                        "(annotated; downscaled to 8192 px on its longer side when larger), "
-                       "NAME.geojson (QuPath) and NAME.cells.csv (one row per cell: class, box "
+                       "NAME.geojson (QuPath: each cell's outline, from a threshold mask "
+                       "inside its box, with its class, score, area, perimeter and mean optical "
+                       "density) and NAME.cells.csv (one row per cell: class, box "
                        "x, y, w, h with x, y the top-left corner, score), and per run "
                        "summary.csv (per image: status, counts per class, WBC differential %, "
                        "parasitemia % = infected / all RBCs) and detections.json (COCO). Boxes "
@@ -180,6 +188,9 @@ def add_parser(sub) -> None:
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first image that cannot be read (exit code 2), keeping "
                    "the images finished before it")
+    p.add_argument("--pixel-size", type=positive_float, metavar="UM",
+                   help="µm per input pixel: GeoJSON areas in µm² and perimeters in µm "
+                   "(default: px² and px)")
     add_model_and_scale(p)
     add_decode(p)
     add_slide(p)
@@ -196,7 +207,8 @@ def run_settings(a: argparse.Namespace, detector, scale: float | str) -> dict:
 
     return {"bloodcell": __version__, "model_sha256": file_sha256(a.model),
             "anchors": detector.anchors, "score_threshold": a.score_threshold,
-            "nms_iou": a.nms_iou, "slide": asdict(detector.slide), "scale": scale}
+            "nms_iou": a.nms_iou, "slide": asdict(detector.slide), "scale": scale,
+            "pixel_size": a.pixel_size}
 
 
 def cmd_detect(a: argparse.Namespace) -> None:
@@ -216,7 +228,7 @@ def cmd_detect(a: argparse.Namespace) -> None:
         scale = detector.scale_for(a.rbc_diameter, None if a.rbc_diameter else a.scale)
         check_scale(scale, "--rbc-diameter" if a.rbc_diameter else "--scale")
     failures = detect_images(paths, detector, scale, a.out, run_settings(a, detector, scale),
-                             a.fail_fast)
+                             a.fail_fast, a.pixel_size)
     done = len(paths) - len(failures)
     print(f"{done} image(s) -> {a.out}/ ({SUMMARY}, detections.json, and per image PNG, "
           "GeoJSON, cells CSV)")

@@ -77,7 +77,6 @@ _PCT_COLUMNS = frozenset(DIFFERENTIAL_COLUMNS + ("parasitemia_pct",))
 
 _SORT_BY = ["image_id", "y", "x", "class_idx", "score", "h", "w"]
 _SORT_ASCENDING = [True, True, True, True, False, True, True]
-_WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -93,8 +92,9 @@ def _num(value: float, decimals: int) -> float:
     return round(float(value), decimals) + 0.0
 
 
-def checked_detections(detections: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``detections`` with the DETECTION_COLUMNS only, typed, rounded and sorted.
+def checked_detections(detections: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """A copy of ``detections`` with the DETECTION_COLUMNS only, typed, rounded and sorted;
+    the ``keep`` columns it has (e.g. SHAPE_COLUMNS) are carried along unchanged.
 
     Raises ValueError (a programming error, not the user's) for a missing column, a class index
     outside 0..9, a non-finite value or a negative box size.
@@ -102,7 +102,8 @@ def checked_detections(detections: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in DETECTION_COLUMNS if c not in detections.columns]
     if missing:
         raise ValueError(f"detections lack column(s) {missing}; expected {DETECTION_COLUMNS}")
-    df = detections.loc[:, list(DETECTION_COLUMNS)].copy()
+    extra = [c for c in keep if c in detections.columns]
+    df = detections.loc[:, [*DETECTION_COLUMNS, *extra]].copy()
     df["image_id"] = df["image_id"].astype(str)
     nums = df[["class_idx", "score", "x", "y", "w", "h"]].astype(np.float64)
     if not np.isfinite(nums.to_numpy()).all():
@@ -312,11 +313,18 @@ def write_coco(detections: pd.DataFrame, images: Sequence[tuple[str, str, int, i
     _write_json(doc, path)
 
 
-def geojson_feature(x: float, y: float, w: float, h: float, class_idx: int,
-                    score: float) -> dict:
-    """One QuPath detection: a closed rectangle polygon, its classification and score."""
-    x0, y0, x1, y1 = _num(x, 2), _num(y, 2), _num(x + w, 2), _num(y + h, 2)
-    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+SHAPE_COLUMNS: tuple[str, ...] = ("outline", "measurements")
+"""Optional detection columns (bloodcell.outlines): ``outline``, a closed ring of [x, y] input
+px, and ``measurements``, a dict of QuPath measurement names to values."""
+
+
+def geojson_feature(x: float, y: float, w: float, h: float, class_idx: int, score: float,
+                    outline: list | None = None, measurements: dict | None = None) -> dict:
+    """One QuPath detection: its outline polygon (the box's rectangle when ``outline`` is
+    None), its classification, and the score with any other ``measurements``."""
+    from bloodcell.outlines import box_ring
+
+    ring = box_ring(x, y, w, h) if outline is None else outline
     return {
         "type": "Feature",
         "geometry": {"type": "Polygon", "coordinates": [ring]},
@@ -325,7 +333,7 @@ def geojson_feature(x: float, y: float, w: float, h: float, class_idx: int,
             "object_type": "detection",
             "classification": {"name": DISPLAY_NAMES[class_idx],
                                "color": list(class_colour_rgb(class_idx))},
-            "measurements": {"score": _num(score, 4)},
+            "measurements": {"score": _num(score, 4), **(measurements or {})},
         },
     }
 
@@ -334,17 +342,21 @@ def write_geojson(detections: pd.DataFrame, path: str | Path) -> None:
     """Write one image's detections as a GeoJSON FeatureCollection that QuPath imports.
 
     Drag the file onto the image in QuPath (0.4 or later; File > Import objects) to get one
-    detection object per box, classified with the class's display name (``Healthy RBC``,
+    detection object per cell, classified with the class's display name (``Healthy RBC``,
     ``Infected RBC``, ``Neutrophil``...; bloodcell.classes.DISPLAY_NAMES) in its class colour,
-    with the score as a measurement. Coordinates are pixels of the input image, origin
-    top-left, y down (QuPath's convention). Properties carry both ``objectType`` (QuPath >=
-    0.4) and ``object_type`` (older). Raises ValueError if the
-    detections belong to more than one image.
+    with the score as a measurement. Its geometry is the cell's outline and its measurements
+    include the outline's (area, perimeter, mean OD) where the detections carry SHAPE_COLUMNS
+    (bloodcell.outlines), else the box's rectangle. Coordinates are pixels of the input image,
+    origin top-left, y down (QuPath's convention). Properties carry both ``objectType`` (QuPath
+    >= 0.4) and ``object_type`` (older). Raises ValueError if the detections belong to more
+    than one image.
     """
-    det = checked_detections(detections)
+    det = checked_detections(detections, keep=SHAPE_COLUMNS)
     if det["image_id"].nunique() > 1:
         raise ValueError("write_geojson takes one image's detections, got image ids "
                          f"{sorted(det['image_id'].unique())[:5]}")
-    features = [geojson_feature(r.x, r.y, r.w, r.h, int(r.class_idx), r.score)
-                for r in det.itertuples(index=False)]
+    outlines = det["outline"] if "outline" in det else [None] * len(det)
+    extra = det["measurements"] if "measurements" in det else [None] * len(det)
+    features = [geojson_feature(r.x, r.y, r.w, r.h, int(r.class_idx), r.score, ring, more)
+                for r, ring, more in zip(det.itertuples(index=False), outlines, extra)]
     _write_json({"type": "FeatureCollection", "features": features}, path)

@@ -8,7 +8,11 @@
 ``detect`` returns a pandas DataFrame, one row per cell, sorted by y, x: ``class_name`` (as a
 person reads it: "Healthy RBC", "Infected RBC", "Neutrophil"...), ``class_idx`` (0..9, see
 bloodcell.classes), ``score`` (0..1) and the box ``x``, ``y``, ``w``, ``h`` in the input
-image's pixels, x, y its top-left corner. ``bloodcell detect`` is a thin layer over this class.
+image's pixels, x, y its top-left corner. With ``outlines=True`` two columns follow:
+``outline``, the cell's outline as a closed ring of [x, y] input px (threshold segmentation in
+its box, bloodcell.outlines), and ``measurements``, a dict (``Area px^2``, ``Perimeter px``,
+``Mean OD``; µm and µm² with ``pixel_size`` in µm per input px). ``bloodcell detect`` is a thin
+layer over this class.
 
 Images: a path (PNG, JPEG, BMP, TIFF of any size, read region by region as
 smear_io.open_smear does) or a numpy array (H, W, 3) uint8 in **RGB** order (what PIL,
@@ -37,6 +41,16 @@ def check_scale(scale: float, what: str) -> None:
     if not (np.isfinite(scale) and 0.05 <= scale <= 20):
         raise UserError(f"{what}: scale {scale:g} is outside 0.05..20: check --scale/"
                         "--rbc-diameter")
+
+
+def with_shapes(cells: pd.DataFrame, view, factor: float,
+                pixel_size: float | None) -> pd.DataFrame:
+    """``cells`` plus ``outline`` and ``measurements`` (bloodcell.outlines) from ``view``."""
+    from bloodcell.outlines import cell_shapes
+
+    shapes = cell_shapes(view, cells[["x", "y", "w", "h"]].to_numpy(), factor, pixel_size)
+    return cells.assign(outline=[s.ring for s in shapes],
+                        measurements=[s.measurements for s in shapes])
 
 
 @dataclass
@@ -84,16 +98,19 @@ class Detector:
         return 1.0 if scale is None else float(scale)
 
     def detect(self, image: str | Path | np.ndarray, rbc_diameter: float | str | None = None,
-               scale: float | None = None) -> pd.DataFrame:
+               scale: float | None = None, outlines: bool = False,
+               pixel_size: float | None = None) -> pd.DataFrame:
         """Cells of one image (a path, or an RGB uint8 array): the module doc's DataFrame."""
+        shape = {"outlines": outlines, "pixel_size": pixel_size}
         if isinstance(image, np.ndarray):
-            return self.detect_array(image, rbc_diameter, scale)
+            return self.detect_array(image, rbc_diameter, scale, **shape)
         from bloodcell.smear_io import open_smear
 
         with open_smear(Path(image)) as smear:
-            return self.detect_smear(smear, rbc_diameter, scale)
+            return self.detect_smear(smear, rbc_diameter, scale, **shape)
 
-    def detect_array(self, rgb: np.ndarray, rbc_diameter=None, scale=None) -> pd.DataFrame:
+    def detect_array(self, rgb: np.ndarray, rbc_diameter=None, scale=None,
+                     **shape) -> pd.DataFrame:
         """Cells of an in-memory (H, W, 3) uint8 RGB image."""
         from bloodcell.smear_io import rescale
 
@@ -104,15 +121,16 @@ class Detector:
             rbc_diameter = self.estimate_rbc_diameter("image", rgb[:, :, ::-1])
         factor = self.scale_for(rbc_diameter, scale)
         view = np.ascontiguousarray(rescale(rgb, factor))
-        return self.cells(view, factor, rgb.shape[1], rgb.shape[0])
+        return self.cells(view, factor, rgb.shape[1], rgb.shape[0], **shape)
 
-    def detect_smear(self, smear, rbc_diameter=None, scale=None, window=4096) -> pd.DataFrame:
+    def detect_smear(self, smear, rbc_diameter=None, scale=None, window=4096,
+                     **shape) -> pd.DataFrame:
         """Cells of a smear opened with smear_io.open_smear, read region by region; ``"auto"``
         measures the red cells on the centre ``window`` px."""
         if rbc_diameter == "auto":
             rbc_diameter = self.smear_rbc_diameter(smear, window)
         factor = self.scale_for(rbc_diameter, scale)
-        return self.cells(smear.scaled(factor), factor, smear.width, smear.height)
+        return self.cells(smear.scaled(factor), factor, smear.width, smear.height, **shape)
 
     def smear_rbc_diameter(self, smear, window: int = 4096) -> float:
         """A smear's typical red-cell diameter (px), estimated on its centre ``window`` px."""
@@ -127,9 +145,11 @@ class Detector:
 
         return require_estimate(name, bgr, 1.0, "auto")[1]
 
-    def cells(self, view, factor: float, width: int, height: int) -> pd.DataFrame:
+    def cells(self, view, factor: float, width: int, height: int, outlines: bool = False,
+              pixel_size: float | None = None) -> pd.DataFrame:
         """Detect on an image at the model's scale (``view``: array or ScaledSmear, RGB) and
-        return the cells in the input's pixels (``factor``: input -> view)."""
+        return the cells in the input's pixels (``factor``: input -> view), with their
+        outlines and measurements when ``outlines``."""
         from bloodcell.classes import DISPLAY_NAMES
         from bloodcell.slide import clip_to_image, detect_slide
 
@@ -139,7 +159,8 @@ class Detector:
         found = clip_to_image(found, width, height)
         found = found.sort_values(["y", "x", "class_idx"], kind="mergesort")
         found["class_name"] = [DISPLAY_NAMES[int(c)] for c in found["class_idx"]]
-        return found[list(CELL_COLUMNS)].reset_index(drop=True)
+        found = found[list(CELL_COLUMNS)].reset_index(drop=True)
+        return with_shapes(found, view, factor, pixel_size) if outlines else found
 
     @staticmethod
     def summary(cells: pd.DataFrame) -> dict:

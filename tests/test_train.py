@@ -167,7 +167,8 @@ def test_detect_on_user_images_of_any_size_and_depth(detector, shards, tmp_path)
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
     out = tmp_path / "out"
     proc = bloodcell(["detect", str(images), "--out", str(out), "--model", str(detector),
-                      "--rbc-diameter", "40", "--score-threshold", "0.01"], shards)
+                      "--rbc-diameter", "40", "--score-threshold", "0.01", "--pixel-size",
+                      "0.25"], shards)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 2, err[-3000:]
     last = err.strip().splitlines()[-1]
@@ -178,6 +179,12 @@ def test_detect_on_user_images_of_any_size_and_depth(detector, shards, tmp_path)
                      "deep.png", "detections.json", "gray.cells.csv", "gray.geojson", "gray.png",
                      "small.cells.csv", "small.geojson", "small.png", "summary.csv"]
     assert cv2.imread(str(out / "deep.png")).shape[0] >= 500
+    features = json.loads((out / "deep.geojson").read_text())["features"]
+    assert features
+    for f in features:  # outlines closed, inside the image, measured in µm
+        ring = f["geometry"]["coordinates"][0]
+        assert ring[0] == ring[-1] and all(0 <= x <= 700 and 0 <= y <= 500 for x, y in ring)
+        assert {"Area µm^2", "Perimeter µm", "Mean OD"} <= set(f["properties"]["measurements"])
     summary = (out / "summary.csv").read_text().splitlines()
     assert len(summary) == 5 and "parasitemia_pct" in summary[0]
     assert summary[1].startswith("broken,") and ",failed," in summary[1]
@@ -238,3 +245,6 @@ def test_the_readme_python_example_runs(detector, tmp_path):
     cells = scope["cells"]
     assert list(cells.columns) == ["class_name", "class_idx", "score", "x", "y", "w", "h"]
     assert ((cells["x"] >= 0) & (cells["x"] + cells["w"] <= 400.01)).all()
+    shapes = scope["shapes"]
+    assert list(shapes.columns) == [*cells.columns, "outline", "measurements"]
+    assert all("Area µm^2" in m for m in shapes["measurements"])
