@@ -1,6 +1,6 @@
-"""Export a synthetic split to the original project's layout, COCO or YOLO, and read it back.
+"""Export synthetic splits to the original project's layout, COCO or YOLO, and read them back.
 
-Every shard of the split (``SYNTH/<split>-<k>/``) is read in shard order: images from
+Every shard of a split (``SYNTH/<split>-<k>/``) is read in shard order: images from
 ``images.tfrecord`` (PNG bytes, which decode to BGR with OpenCV), objects from
 ``objects.parquet`` joined by image id and ``obj`` order (pasted objects first, then background
 RBCs). Boxes are (x, y, w, h): top-left
@@ -11,10 +11,15 @@ Layouts (OUTDIR is replaced as a whole):
 - ``original``: ``images/<id>.bmp`` (24-bit BGR BMP) and ``labels/<id>.json`` =
   ``{"0": {className, classIdx, posX, posY, bboxW, bboxH, tlX, tlY, samplePath, bgPath}, ...}``
   with posX, posY the integer centre (x + w // 2, y + h // 2);
-- ``coco``: ``images/<id>.png`` (the stored PNG bytes) and ``annotations.json`` (COCO detection,
-  category id = class index + 1, bbox [x, y, w, h] floats, "bloodcell_id" in each image);
-- ``yolo``: ``images/<id>.png``, ``labels/<id>.txt`` (``class cx cy w h``, normalised to
-  [0, 1], 6 decimals) and ``data.yaml``.
+- ``coco``: ``images/<id>.png`` (the stored PNG bytes) and ``annotations.json`` (COCO detection
+  as documented at cocodataset.org: ``info``, ``licenses``, ``images``, ``annotations``,
+  ``categories``; category id = class index + 1, bbox [x, y, w, h] floats from the top-left,
+  "bloodcell_id" in each image);
+- ``yolo``: Ultralytics' layout, one folder per split under ``images/`` and ``labels/``
+  (``train``, ``val`` for the project's ``valid``, ``test``): ``images/<part>/<id>.png``,
+  ``labels/<part>/<id>.txt`` (``class cx cy w h``: box centre and size over the image width and
+  height, in [0, 1], 6 decimals) and ``data.yaml``. SPLIT ``all`` writes every split into the
+  one folder, a complete Ultralytics dataset.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from bloodcell import __version__
 from bloodcell.atomic import atomic_dir, check_output
-from bloodcell.classes import CLASS_NAMES, PLATELET_CLASSES, RBC_CLASSES
+from bloodcell.classes import CLASS_NAMES, DISPLAY_NAMES, PLATELET_CLASSES, RBC_CLASSES
 from bloodcell.errors import UserError
 from bloodcell.samples import read_parquet
 from bloodcell.shards import (
@@ -40,6 +45,7 @@ from bloodcell.shards import (
     read_records,
     shard_dirs,
 )
+from bloodcell.split import SPLITS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +59,27 @@ OBJ_COLUMNS = ["image_id", "obj", "class_idx", "x", "y", "w", "h", "sample_id", 
 READ_COLUMNS = ["image_id", "class_idx", "x", "y", "w", "h"]
 _SAFE_ID = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-\d+-\d+")
 _SAFE_SPLIT = re.compile(r"[A-Za-z0-9_]+")
+ALL = "all"
+"""The SPLIT that exports every split (SPLITS) into one folder; ``--format yolo`` only."""
+YOLO_PARTS = {"train": "train", "valid": "val", "test": "test"}
+"""Ultralytics' folder and data.yaml key of each split (its validation key is ``val``)."""
+COCO_LICENSE = {"id": 1, "name": "See raw/README.md for the source databases' terms", "url": ""}
+"""The one COCO licence entry: the images are composed from the source databases' cells."""
+
+
+def yolo_part(split: str) -> str:
+    """Ultralytics' name of a split: ``valid`` -> ``val``; other names as they are."""
+    return YOLO_PARTS.get(split, split)
+
+
+def _splits(fmt: str, split: str) -> tuple[str, ...]:
+    """The splits to export: SPLITS for ``all`` (yolo only; UserError otherwise), else one."""
+    if split != ALL:
+        return (split,)
+    if fmt != "yolo":
+        raise UserError(f"SPLIT {ALL}: only --format yolo writes every split into one folder; "
+                        f"export {fmt} one split at a time (train, valid or test)")
+    return SPLITS
 
 
 def _check_split(split: str, synth_root: Path) -> list[Path]:
@@ -122,12 +149,12 @@ def iter_split(dirs: list[Path]) -> Iterator[tuple[ImageRecord, list[dict]]]:
 class OriginalWriter:
     """images/<id>.bmp (24-bit, BGR) and labels/<id>.json in the original project's fields."""
 
-    def __init__(self, out: Path, split: str) -> None:
+    def __init__(self, out: Path, splits: tuple[str, ...]) -> None:
         self.out = out
         (out / "images").mkdir()
         (out / "labels").mkdir()
 
-    def add(self, rec: ImageRecord, rows: list[dict]) -> None:
+    def add(self, split: str, rec: ImageRecord, rows: list[dict]) -> None:
         """Write one image as BMP and its labels (boxes x, y, w, h, top-left, px)."""
         import cv2
         import numpy as np
@@ -162,21 +189,22 @@ def _supercategory(name: str) -> str:
 
 
 class CocoWriter:
-    """images/<id>.png (stored bytes) and annotations.json (COCO detection, bbox x, y, w, h)."""
+    """images/<id>.png (stored bytes) and annotations.json (COCO detection, bbox x, y, w, h
+    from the top-left, in pixels)."""
 
-    def __init__(self, out: Path, split: str) -> None:
-        self.out, self.split = out, split
+    def __init__(self, out: Path, splits: tuple[str, ...]) -> None:
+        self.out, self.splits = out, splits
         (out / "images").mkdir()
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 
-    def add(self, rec: ImageRecord, rows: list[dict]) -> None:
-        """Copy the PNG; add the image (ids 1..) and its annotations (ids 1..)."""
+    def add(self, split: str, rec: ImageRecord, rows: list[dict]) -> None:
+        """Copy the PNG; add the image (ids 1.., licence 1) and its annotations (ids 1..)."""
         (self.out / "images" / f"{rec.image_id}.png").write_bytes(rec.png)
         img_id = len(self.images) + 1
         self.images.append({"id": img_id, "file_name": f"images/{rec.image_id}.png",
                             "width": rec.width, "height": rec.height,
-                            "bloodcell_id": rec.image_id})
+                            "license": COCO_LICENSE["id"], "bloodcell_id": rec.image_id})
         for r in rows:
             w, h = float(r["w"]), float(r["h"])
             self.annotations.append({
@@ -188,34 +216,52 @@ class CocoWriter:
         """Write annotations.json with all 10 categories (id = class index + 1)."""
         cats = [{"id": i + 1, "name": n, "supercategory": _supercategory(n)}
                 for i, n in enumerate(CLASS_NAMES)]
-        doc = {"info": {"description": f"bloodcell synthetic {self.split} split",
-                        "version": __version__},
-               "licenses": [], "images": self.images, "annotations": self.annotations,
-               "categories": cats}
+        doc = {"info": coco_info(self.splits), "licenses": [COCO_LICENSE],
+               "images": self.images, "annotations": self.annotations, "categories": cats}
         (self.out / "annotations.json").write_text(json.dumps(doc, separators=(",", ":")))
 
 
+def coco_info(splits: tuple[str, ...]) -> dict:
+    """COCO's ``info`` block. No ``year`` or ``date_created``: the export reads no clock, so the
+    same shards always give the same bytes (pycocotools needs neither)."""
+    return {"description": f"bloodcell synthetic {', '.join(splits)} split",
+            "version": __version__, "contributor": "bloodcell", "url": ""}
+
+
 class YoloWriter:
-    """images/<id>.png, labels/<id>.txt (class cx cy w h in [0, 1]) and data.yaml."""
+    """Ultralytics' layout: images/<part>/<id>.png, labels/<part>/<id>.txt (class cx cy w h in
+    [0, 1]) and data.yaml, with part = yolo_part(split) (labels mirror images: /images/ ->
+    /labels/, .png -> .txt)."""
 
-    def __init__(self, out: Path, split: str) -> None:
-        self.out, self.split = out, split
-        (out / "images").mkdir()
-        (out / "labels").mkdir()
+    def __init__(self, out: Path, splits: tuple[str, ...]) -> None:
+        self.out, self.parts = out, [yolo_part(s) for s in splits]
+        for part in self.parts:
+            (out / "images" / part).mkdir(parents=True)
+            (out / "labels" / part).mkdir(parents=True)
 
-    def add(self, rec: ImageRecord, rows: list[dict]) -> None:
+    def add(self, split: str, rec: ImageRecord, rows: list[dict]) -> None:
         """Copy the PNG; write one normalised line per object (6 decimals)."""
-        (self.out / "images" / f"{rec.image_id}.png").write_bytes(rec.png)
+        part = yolo_part(split)
+        (self.out / "images" / part / f"{rec.image_id}.png").write_bytes(rec.png)
         lines = [yolo_line(r, rec.width, rec.height) for r in rows]
-        (self.out / "labels" / f"{rec.image_id}.txt").write_text("".join(lines))
+        (self.out / "labels" / part / f"{rec.image_id}.txt").write_text("".join(lines))
 
     def close(self) -> None:
-        """Write data.yaml: path ., SPLIT: images, nc 10, names in class order."""
-        import yaml
+        """Write data.yaml (see yolo_data_yaml)."""
+        (self.out / "data.yaml").write_text(yolo_data_yaml(self.parts))
 
-        doc = {"path": ".", self.split: "images", "nc": len(CLASS_NAMES),
-               "names": list(CLASS_NAMES)}
-        (self.out / "data.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+def yolo_data_yaml(parts: list[str]) -> str:
+    """Ultralytics' dataset YAML: ``<part>: images/<part>`` per part, ``nc`` 10 and ``names``
+    {class index: display name}. No ``path`` key: Ultralytics then takes the YAML's own folder
+    as the dataset root, so the folder can move (``path: .`` would mean the working folder)."""
+    import yaml
+
+    doc: dict = {part: f"images/{part}" for part in parts}
+    doc.update(nc=len(DISPLAY_NAMES), names=dict(enumerate(DISPLAY_NAMES)))
+    head = (f"# bloodcell {__version__} export; train/val/test are relative to this file's "
+            "folder\n")
+    return head + yaml.safe_dump(doc, sort_keys=False)
 
 
 def yolo_line(row: dict, width: int, height: int) -> str:
@@ -230,7 +276,8 @@ WRITERS = {"original": OriginalWriter, "coco": CocoWriter, "yolo": YoloWriter}
 
 
 def run_export(fmt: str, split: str, synth_root: Path, outdir: Path) -> int:
-    """Export every image of ``split`` under ``synth_root`` to ``outdir`` in ``fmt``.
+    """Export every image of ``split`` (or of every split, for ``all`` with yolo) under
+    ``synth_root`` to ``outdir`` in ``fmt``.
 
     Returns the number of images written. OUTDIR is replaced atomically: on any error nothing
     is left behind. Boxes are (x, y, w, h), top-left, pixels; images are BGR when decoded.
@@ -238,14 +285,16 @@ def run_export(fmt: str, split: str, synth_root: Path, outdir: Path) -> int:
     if fmt not in WRITERS:
         raise UserError(f"{fmt!r}: unknown export format; use one of {', '.join(FORMATS)}")
     synth_root, outdir = Path(synth_root), Path(outdir)
-    dirs = _check_split(split, synth_root)
+    splits = _splits(fmt, split)
+    dirs = {s: _check_split(s, synth_root) for s in splits}
     _check_outdir(outdir, synth_root)
     n = 0
     with atomic_dir(outdir, "export", [synth_root]) as tmp:
-        writer = WRITERS[fmt](tmp, split)
-        for rec, rows in iter_split(dirs):
-            writer.add(rec, rows)
-            n += 1
+        writer = WRITERS[fmt](tmp, splits)
+        for s in splits:
+            for rec, rows in iter_split(dirs[s]):
+                writer.add(s, rec, rows)
+                n += 1
         writer.close()
     return n
 
@@ -310,12 +359,14 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def read_yolo(outdir: Path) -> pd.DataFrame:
-    """Objects of a ``yolo`` export: image_id, class_idx, x, y, w, h (top-left, px, rounded
-    back using each PNG's size, or 224 when the PNG is missing)."""
+    """Objects of a ``yolo`` export (every split folder under labels/, or a flat labels/ of
+    older exports): image_id, class_idx, x, y, w, h (top-left, px, rounded back using each
+    PNG's size, found by the /labels/ -> /images/ rule, or 224 when the PNG is missing)."""
     outdir = Path(outdir)
+    labels = _need(outdir / "labels", "yolo")
     rows = []
-    for f in sorted(_need(outdir / "labels", "yolo").glob("*.txt")):
-        width, height = png_size(outdir / "images" / f"{f.stem}.png")
+    for f in sorted(labels.rglob("*.txt")):
+        width, height = png_size(outdir / "images" / f.relative_to(labels).with_suffix(".png"))
         for line in f.read_text().splitlines():
             if not line.strip():
                 continue
@@ -335,12 +386,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "export", help="export a synthetic split as original BMP+JSON, COCO or YOLO",
         description="Read every shard of SPLIT under --synth and write OUTDIR (replaced "
         "atomically) in one layout. original: images/<id>.bmp + labels/<id>.json with the "
-        "original project's fields. coco: images/<id>.png + annotations.json (category id = "
-        "class index + 1). yolo: images/<id>.png + labels/<id>.txt (class cx cy w h, "
-        "normalised) + data.yaml. Boxes are x, y, w, h from the top-left, in pixels.")
+        "original project's fields. coco: images/<id>.png + annotations.json (COCO detection "
+        "with info and licenses; category id = class index + 1; loads in pycocotools). yolo: "
+        "Ultralytics' layout images/<part>/<id>.png + labels/<part>/<id>.txt (class cx cy w h, "
+        "normalised) + data.yaml, part train, val (the valid split) or test; SPLIT all writes "
+        "all three into one dataset folder whose data.yaml Ultralytics accepts as it is. "
+        "Boxes are x, y, w, h from the top-left, in pixels, until normalised for yolo.")
     p.add_argument("--format", required=True, choices=FORMATS, dest="format",
                    help="output layout")
-    p.add_argument("split", metavar="SPLIT", help="split to export, e.g. train, valid or test")
+    p.add_argument("split", metavar="SPLIT",
+                   help=f"split to export: train, valid or test, or {ALL} (every split into one "
+                   "folder; --format yolo only)")
     p.add_argument("outdir", type=Path, metavar="OUTDIR",
                    help="output folder (replaced as a whole)")
     p.add_argument("--synth", type=Path, default=Path("data/synth"), metavar="DIR",
@@ -352,4 +408,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def cmd_export(a: argparse.Namespace) -> None:
     """Run the export subcommand and print a one-line summary."""
     n = run_export(a.format, a.split, a.synth, a.outdir)
-    print(f"export {a.format}: {n} images of {a.split} from {a.synth}/{a.split}-* -> {a.outdir}")
+    what = ",".join(SPLITS) if a.split == ALL else a.split
+    shards = f"{{{what}}}" if a.split == ALL else what
+    print(f"export {a.format}: {n} images of {what} from {a.synth}/{shards}-* -> {a.outdir}")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from bloodcell.atomic import MARKER
-from bloodcell.classes import CLASS_NAMES
+from bloodcell.classes import CLASS_NAMES, DISPLAY_NAMES
 from bloodcell.errors import UserError
 from bloodcell.export import READERS, add_parser, run_export
 from bloodcell.samples import PACK_NAME, PACK_SCHEMA
@@ -90,8 +90,9 @@ def write_packs(data: Path) -> None:
             w.writerow([sid, source, cls, split])
 
 
-def write_shard(shard_dir: Path, shard: int) -> None:
-    """One shard: PER_SHARD random-ish PNGs in images.tfrecord and their objects.parquet."""
+def write_shard(shard_dir: Path, shard: int, split: str = SPLIT) -> None:
+    """One shard of ``split``: PER_SHARD random-ish PNGs in images.tfrecord and their
+    objects.parquet."""
     import tensorflow as tf
 
     rng = np.random.default_rng(shard)
@@ -99,13 +100,13 @@ def write_shard(shard_dir: Path, shard: int) -> None:
     shard_dir.mkdir(parents=True)
     with tf.io.TFRecordWriter(str(shard_dir / TFRECORD_NAME)) as writer:
         for i in range(PER_SHARD):
-            iid = image_id(SPLIT, shard, i)
+            iid = image_id(split, shard, i)
             w_img, h_img = ODD_SIZE.get(iid, (224, 224))
             img = rng.integers(0, 256, (h_img, w_img, 3), dtype=np.uint8)
             objs = objects_of(shard, i, (w_img, h_img))
             for n, (c, sid, x, y, w, h) in enumerate(objs):
-                vals = (iid, SPLIT, shard, n, c, CLASS_NAMES[c], x, y, w, h, 0.5 + 0.1 * n,
-                        sid, f"{SPLIT}-nn-{i:04d}", 100 + i, 200 + shard)
+                vals = (iid, split, shard, n, c, CLASS_NAMES[c], x, y, w, h, 0.5 + 0.1 * n,
+                        sid, f"{split}-nn-{i:04d}", 100 + i, 200 + shard)
                 for name, v in zip(OBJECT_SCHEMA.names, vals):
                     rows[name].append(v)
             boxes = np.array([o[2:] for o in objs], np.float32)
@@ -124,11 +125,19 @@ def make_data_root(root: Path) -> Path:
     return data
 
 
-def expected_objects(data: Path) -> pd.DataFrame:
-    """image_id, class_idx, x, y, w, h of every object, from the parquet tables."""
-    parts = [pq.read_table(p).to_pandas()
-             for p in sorted((data / "synth").glob(f"{SPLIT}-*/{OBJECTS_NAME}"))]
-    df = pd.concat(parts).sort_values(["shard", "image_id", "obj"])
+def add_other_splits(data: Path) -> int:
+    """One shard each of valid and test beside the train shards; returns the images added."""
+    for split in ("valid", "test"):
+        write_shard(data / "synth" / f"{split}-0", 0, split)
+    return 2 * PER_SHARD
+
+
+def expected_objects(data: Path, splits: tuple[str, ...] = (SPLIT,)) -> pd.DataFrame:
+    """image_id, class_idx, x, y, w, h of every object of ``splits``, from the parquet tables,
+    in the readers' order (images by split name, shard, index; objects in ``obj`` order)."""
+    parts = [pq.read_table(p).to_pandas() for split in splits
+             for p in sorted((data / "synth").glob(f"{split}-*/{OBJECTS_NAME}"))]
+    df = pd.concat(parts).sort_values(["split", "shard", "image_id", "obj"])
     cols = ["image_id", "class_idx", "x", "y", "w", "h"]
     df = df[cols].reset_index(drop=True)
     df[cols[1:]] = df[cols[1:]].astype("int64")
@@ -147,7 +156,8 @@ def leftovers(parent: Path) -> list[str]:
 @pytest.mark.parametrize("fmt, counts", [
     ("original", {"images/*.bmp": N_IMAGES, "labels/*.json": N_IMAGES, "*.*": 0}),
     ("coco", {"images/*.png": N_IMAGES, "annotations.json": 1, "labels": 0}),
-    ("yolo", {"images/*.png": N_IMAGES, "labels/*.txt": N_IMAGES, "data.yaml": 1}),
+    ("yolo", {"images/train/*.png": N_IMAGES, "labels/train/*.txt": N_IMAGES, "data.yaml": 1,
+              "images/*.png": 0, "*/val": 0}),
 ])
 def test_each_format_writes_the_right_files(data, tmp_path, fmt, counts):
     out = tmp_path / "out" / fmt
@@ -213,15 +223,16 @@ def test_bmp_images_have_the_png_pixels(data, tmp_path):
 
 def test_yolo_labels_and_data_yaml(data, tmp_path):
     run_export("yolo", SPLIT, data / "synth", tmp_path / "y")
-    line = (tmp_path / "y" / "labels" / "train-0-000000.txt").read_text().splitlines()[0]
-    assert line == f"2 {60.5 / 224:.6f} {69 / 224:.6f} {61 / 224:.6f} {58 / 224:.6f}"
-    for f in (tmp_path / "y" / "labels").glob("*.txt"):
+    line = (tmp_path / "y" / "labels" / "train" / "train-0-000000.txt").read_text()
+    assert line.splitlines()[0] == (
+        f"2 {60.5 / 224:.6f} {69 / 224:.6f} {61 / 224:.6f} {58 / 224:.6f}")
+    for f in (tmp_path / "y" / "labels" / "train").glob("*.txt"):
         for row in f.read_text().splitlines():
             vals = [float(v) for v in row.split()[1:]]
             assert all(0 <= v <= 1 for v in vals) and all(len(v.split(".")[1]) == 6
                                                           for v in row.split()[1:])
     doc = yaml.safe_load((tmp_path / "y" / "data.yaml").read_text())
-    assert doc == {"path": ".", "train": "images", "nc": 10, "names": list(CLASS_NAMES)}
+    assert doc == {"train": "images/train", "nc": 10, "names": dict(enumerate(DISPLAY_NAMES))}
 
 
 def test_missing_shards_is_a_user_error_and_writes_nothing(tmp_path):
@@ -261,9 +272,9 @@ def test_missing_objects_table_is_named(data, tmp_path):
 def test_outdir_is_replaced_but_never_an_unrelated_folder(data, tmp_path):
     out = tmp_path / "y"
     run_export("yolo", SPLIT, data / "synth", out)
-    (out / "images" / "stale.png").write_bytes(b"x")
+    (out / "images" / "train" / "stale.png").write_bytes(b"x")
     run_export("yolo", SPLIT, data / "synth", out)
-    assert not (out / "images" / "stale.png").exists()
+    assert not (out / "images" / "train" / "stale.png").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     with pytest.raises(UserError, match="not made by `bloodcell export`"):
@@ -285,3 +296,185 @@ def test_export_subcommand(data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["export", "--help"])
     assert "original,coco,yolo" in capsys.readouterr().out
+
+
+# ------------------------------------------------ the consuming tools' documented schemas
+
+IMG_FORMATS = {"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"}
+"""Ultralytics' image suffixes (ultralytics/data/utils.py, IMG_FORMATS)."""
+
+
+def ultralytics_label_path(image: Path) -> Path:
+    """Ultralytics' img2label_paths: the last /images/ becomes /labels/, the suffix .txt."""
+    head, sep, tail = str(image).rpartition("/images/")
+    assert sep, f"{image}: no /images/ folder in its path"
+    return Path(f"{head}/labels/{tail}").with_suffix(".txt")
+
+
+def check_ultralytics_yaml(yaml_path: Path) -> dict:
+    """Ultralytics' check_det_dataset rules for a local data YAML (as documented at
+    docs.ultralytics.com/datasets/detect and coded in ultralytics/data/utils.py): train and val
+    keys, names and/or nc with len(names) == nc, names by index 0..nc-1, each split path
+    relative to ``path`` or, without one, to the YAML's own folder. Returns {key: folder}."""
+    data = yaml.safe_load(yaml_path.read_text())
+    assert "train" in data and "val" in data, "'train' and 'val' are required"
+    names = data["names"] if isinstance(data["names"], dict) else dict(enumerate(data["names"]))
+    assert len(names) == data["nc"], "'names' length and 'nc' must match"
+    assert sorted(names) == list(range(data["nc"])), "names must be indexed 0..nc-1"
+    assert all(isinstance(n, str) and n for n in names.values()), names
+    root = Path(data.get("path") or yaml_path.parent)
+    folders = {k: root / data[k] for k in ("train", "val", "test") if data.get(k)}
+    assert all(f.is_dir() for f in folders.values()), folders
+    return folders
+
+
+def check_ultralytics_split(folder: Path, nc: int) -> int:
+    """Ultralytics' verify_image_label on every image under ``folder``: a PNG at least 10 px a
+    side, its label file by the /images/ -> /labels/ rule, each line ``cls cx cy w h`` with cls
+    an integer below nc and the box (centre, size) normalised in [0, 1]. Returns the images."""
+    from PIL import Image
+
+    images = sorted(p for p in folder.rglob("*.*") if p.suffix[1:].lower() in IMG_FORMATS)
+    assert images, f"{folder}: no images"
+    for image in images:
+        with Image.open(image) as im:
+            im.verify()
+            assert im.format.lower() in IMG_FORMATS and min(im.size) > 9
+        label = ultralytics_label_path(image)
+        assert label.is_file(), f"{label}: missing"
+        for line in label.read_text().splitlines():
+            cls, *box = line.split()
+            assert len(box) == 4 and cls.isdigit() and int(cls) < nc, line
+            assert all(0 <= float(v) <= 1 for v in box), line
+    return len(images)
+
+
+@pytest.fixture
+def yolo_all(data, tmp_path) -> Path:
+    """A yolo export of every split (train: 2 shards; valid, test: 1 shard each)."""
+    added = add_other_splits(data)
+    assert run_export("yolo", "all", data / "synth", tmp_path / "y") == N_IMAGES + added
+    return tmp_path / "y"
+
+
+def test_yolo_all_is_one_dataset_ultralytics_accepts(data, yolo_all, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # split paths resolve against the YAML, not the working folder
+    doc = yaml.safe_load((yolo_all / "data.yaml").read_text())
+    assert doc == {"train": "images/train", "val": "images/val", "test": "images/test",
+                   "nc": 10, "names": dict(enumerate(DISPLAY_NAMES))}
+    folders = check_ultralytics_yaml(yolo_all / "data.yaml")
+    counts = {k: check_ultralytics_split(f, doc["nc"]) for k, f in folders.items()}
+    assert counts == {"train": N_IMAGES, "val": PER_SHARD, "test": PER_SHARD}
+    for key, split in (("train", "train"), ("val", "valid"), ("test", "test")):
+        assert all(p.name.startswith(f"{split}-") for p in folders[key].iterdir())
+    assert sorted(p.name for p in yolo_all.iterdir()) == [MARKER, "data.yaml", "images",
+                                                          "labels"]
+    want = expected_objects(data, ("train", "valid", "test"))
+    pd.testing.assert_frame_equal(READERS["yolo"](yolo_all), want)
+
+
+def test_yolo_all_passes_ultralytics_check_det_dataset(yolo_all, tmp_path, monkeypatch):
+    utils = pytest.importorskip(
+        "ultralytics.data.utils",
+        reason="ultralytics is not installed (it pulls torch); the re-implemented checks ran")
+    monkeypatch.chdir(tmp_path)
+    got = utils.check_det_dataset(str(yolo_all / "data.yaml"), autodownload=False)
+    for key in ("train", "val", "test"):
+        assert Path(got[key]) == (yolo_all / "images" / key).resolve()
+    assert got["nc"] == 10 and list(got["names"].values()) == list(DISPLAY_NAMES)
+
+
+def test_the_ultralytics_checks_catch_a_broken_export(yolo_all, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    label = next((yolo_all / "labels" / "val").glob("*.txt"))
+    label.write_text("10 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(AssertionError, match="10 0.5"):
+        check_ultralytics_split(yolo_all / "images" / "val", 10)
+    label.unlink()
+    with pytest.raises(AssertionError, match="missing"):
+        check_ultralytics_split(yolo_all / "images" / "val", 10)
+    yaml_path = yolo_all / "data.yaml"
+    yaml_path.write_text("path: .\n" + yaml_path.read_text())  # . is the working folder
+    with pytest.raises(AssertionError):
+        check_ultralytics_yaml(yaml_path)
+
+
+def test_all_is_yolo_only_and_needs_every_split(data, tmp_path):
+    with pytest.raises(UserError, match="only --format yolo writes every split") as err:
+        run_export("coco", "all", data / "synth", tmp_path / "c")
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="no shards of split 'valid'") as err:
+        run_export("yolo", "all", data / "synth", tmp_path / "y")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "y").exists()
+
+
+COCO_SCHEMA = {
+    "type": "object",
+    "required": ["info", "licenses", "images", "annotations", "categories"],
+    "properties": {
+        "info": {"type": "object", "required": ["description", "version", "contributor", "url"],
+                 "properties": {"year": {"type": "integer"}, "version": {"type": "string"},
+                                "description": {"type": "string"},
+                                "contributor": {"type": "string"}, "url": {"type": "string"},
+                                "date_created": {"type": "string"}}},
+        "licenses": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["id", "name", "url"],
+            "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                           "url": {"type": "string"}}}},
+        "images": {"type": "array", "items": {
+            "type": "object", "required": ["id", "width", "height", "file_name", "license"],
+            "properties": {"id": {"type": "integer"}, "width": {"type": "integer"},
+                           "height": {"type": "integer"}, "file_name": {"type": "string"},
+                           "license": {"type": "integer"}}}},
+        "annotations": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "image_id", "category_id", "bbox", "area", "iscrowd"],
+            "properties": {"id": {"type": "integer"}, "image_id": {"type": "integer"},
+                           "category_id": {"type": "integer"},
+                           "bbox": {"type": "array", "items": {"type": "number"},
+                                    "minItems": 4, "maxItems": 4},
+                           "area": {"type": "number"}, "iscrowd": {"enum": [0, 1]}}}},
+        "categories": {"type": "array", "items": {
+            "type": "object", "required": ["id", "name", "supercategory"],
+            "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                           "supercategory": {"type": "string"}}}},
+    },
+}
+"""COCO's object-detection data format as documented at cocodataset.org/#format-data (info,
+license, image, annotation, category); bbox [x, y, width, height] from the top-left. The
+optional fields we do not write (info year and date_created, image flickr_url, coco_url and
+date_captured, annotation segmentation) are allowed, not required."""
+
+
+def test_coco_matches_the_documented_format_and_evaluates(data, tmp_path, capsys):
+    import jsonschema
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    run_export("coco", SPLIT, data / "synth", tmp_path / "c")
+    path = tmp_path / "c" / "annotations.json"
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, COCO_SCHEMA)
+    assert doc["info"]["description"] == "bloodcell synthetic train split"
+    assert doc["info"]["version"] == __import__("bloodcell").__version__
+    licences = {lic["id"] for lic in doc["licenses"]}
+    assert all(im["license"] in licences for im in doc["images"])
+    coco = COCO(str(path))
+    coco.info()  # prints info's keys; fails where the block is missing
+    assert "version: " in capsys.readouterr().out
+    for a in coco.loadAnns(coco.getAnnIds()):
+        img = coco.imgs[a["image_id"]]  # KeyError if the image is absent
+        assert a["category_id"] in coco.cats
+        x, y, w, h = a["bbox"]
+        assert 0 <= x and 0 <= y and w > 0 and h > 0 and a["area"] == w * h
+        assert x + w <= img["width"] and y + h <= img["height"]
+    dets = [{**{k: a[k] for k in ("image_id", "category_id", "bbox")}, "score": 1.0}
+            for a in coco.loadAnns(coco.getAnnIds())]
+    ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+    ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert ev.stats[0] == pytest.approx(1.0)  # the boxes read back as they were written
+    run_export("coco", SPLIT, data / "synth", tmp_path / "c2")
+    assert (tmp_path / "c2" / "annotations.json").read_bytes() == path.read_bytes()

@@ -342,8 +342,8 @@ def test_export_formats_read_back_the_same_boxes(fmt, case):
                 assert (lab["posX"], lab["posY"]) == (r["x"] + r["w"] // 2,
                                                       r["y"] + r["h"] // 2)
         else:
-            writer = export.WRITERS[fmt](out, "test")
-            writer.add(rec, rows)
+            writer = export.WRITERS[fmt](out, ("test",))
+            writer.add("test", rec, rows)
             writer.close()
         back = export.READERS[fmt](out)
     want = [(r["image_id"], r["class_idx"], r["x"], r["y"], r["w"], r["h"]) for r in rows]
