@@ -135,7 +135,7 @@ def _block(r: dict, data: str) -> list[str]:
     if r.get("raw_w") is not None:
         lines.append(f"  raw box     x={r['raw_x']:g} y={r['raw_y']:g} w={r['raw_w']:g} "
                      f"h={r['raw_h']:g} (the annotation's box, raw image px)")
-    elif r["sample_id"]:
+    elif r["sample_id"] and not r["raw_sha256"]:
         lines.append(f"  raw file    (not found in {data}/extract/{src}/{PACK_NAME}; "
                      "re-run the extract stage)")
     split = r["sample_split"] or f"(not in {data}/split/{SPLIT_NAME})"

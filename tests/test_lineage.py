@@ -43,6 +43,7 @@ def test_format_shows_the_chain_per_object_and_flags_a_split_leak(data):
     assert "box x=30 y=40 w=61 h=58" in first and "train-nn-0000" in first
     assert "lisc: Main Dataset/neut/1.bmp" in first and sha("Main Dataset/neut/1.bmp") in first
     assert "split       train" in first and "WARNING" not in first
+    assert "not found" not in first  # the raw file was found: no "re-run" hint beside it
     assert "WARNING" in blocks[4] and "valid" in blocks[4] and "split leak" in blocks[4]
 
 
