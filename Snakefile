@@ -22,6 +22,7 @@ rule all:
         "data/split",
         expand("data/synth/{shard}", shard=SHARDS),
         "data/slides",
+        "reports/data",
         expand("metrics/dataset/{shard}.json", shard=SHARDS),
         "metrics/evaluate.json",
         "metrics/evaluate_slides.json",

@@ -197,9 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=share, default=0.1)
 
     add_dataset_parsers(sub)
-    from bloodcell import cli_train, detect, evaluate_images, export, lineage, real_tiles
+    from bloodcell import (
+        cli_train,
+        data_report,
+        detect,
+        evaluate_images,
+        export,
+        lineage,
+        real_tiles,
+    )
 
     real_tiles.add_parser(sub)
+    data_report.add_parser(sub)
     export.add_parser(sub)
     lineage.add_parser(sub)
     cli_train.add_parsers(sub)

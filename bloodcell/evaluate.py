@@ -21,7 +21,7 @@ import pandas as pd
 
 from bloodcell import metrics, plots
 from bloodcell.atomic import atomic_file
-from bloodcell.classes import CLASS_NAMES, UNTYPED_WBC, label_name
+from bloodcell.classes import CLASS_NAMES, UNTYPED_WBC, display_name, label_name
 from bloodcell.decode import DecodeConfig
 from bloodcell.errors import UserError
 from bloodcell.inference import load_detector, predict_shards
@@ -155,5 +155,5 @@ def summary_table(result: dict, path: Path) -> None:
             ["classification exact match", result["classification_exact_match"]],
             ["RBC infected F1 (cell level)", rbc["cell"]["f1"]],
             ["RBC infected F1 (image level)", rbc["image"]["f1"]]]
-    rows += [[f"AP@0.5 {name}", ap] for name, ap in coco["per_class_ap50"].items()]
+    rows += [[f"AP@0.5 {display_name(name)}", ap] for name, ap in coco["per_class_ap50"].items()]
     plots.html_table(f"Test split: {result['images']} images", ["metric", "value"], rows, path)

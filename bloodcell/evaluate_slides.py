@@ -115,8 +115,10 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
         for variant, second in (("second_pass", True), ("first_pass_only", False)):
             cfg_v = dataclasses.replace(cfg, second_pass=second)
             found[variant].append(detect_slide(detect, rgb, cfg_v).assign(image_id=iid))
-        if len(ids) <= 2:
+        if len(ids) <= 2:  # the same slide with and without the second pass
             write_png(figures_dir / f"{iid}.png", annotate(bgr, found["second_pass"][-1]))
+            write_png(figures_dir / f"{iid}_first_pass_only.png",
+                      annotate(bgr, found["first_pass_only"][-1]))
     result = {v: variant_metrics(gt, pd.concat(f, ignore_index=True), ids, sizes)
               for v, f in found.items()}
     result["slides"] = len(ids)

@@ -1038,6 +1038,60 @@ def _(ctx: Ctx) -> Run:
                needles=(ctx.dir / "p.csv", "folder"))
 
 
+# ------------------------------------------------------------------ data-report
+
+
+def report_args(ctx: Ctx, extracts=None, shard=None, out=None) -> list:
+    return ["data-report", "--extracts", extracts or ctx.world.extract, "--shard",
+            shard or ctx.world.synth / "test-0", "--data", ctx.world.root, "--out",
+            out or ctx.out()]
+
+
+for _how in PARQUET_SPOILS:
+    add("data-report", f"pack-{_how}", lambda ctx, how=_how: Run(
+        report_args(ctx, extracts=spoiled_copy(ctx.world.extract, ctx.dir / "kaggle",
+                                               "samples.parquet", how)),
+        needles=(ctx.dir / "kaggle" / "samples.parquet",), outputs=(ctx.out(),)))
+    add("data-report", f"objects-{_how}", lambda ctx, how=_how: Run(
+        report_args(ctx, shard=spoiled_copy(ctx.world.synth / "test-0", ctx.dir / "test-0",
+                                            "objects.parquet", how)),
+        needles=(ctx.dir / "test-0" / "objects.parquet",), outputs=(ctx.out(),)))
+
+
+@case("data-report", "qc-table-not-utf8")
+def _(ctx: Ctx) -> Run:
+    folder = ctx.dir / "kaggle"
+    shutil.copytree(ctx.world.extract, folder)
+    (folder / "qc_counts.csv").write_bytes(b"class_name,class_idx,samples,skipped\n\xff,9,1,0\n")
+    return Run(report_args(ctx, extracts=folder), needles=(folder / "qc_counts.csv",),
+               outputs=(ctx.out(),))
+
+
+@case("data-report", "qc-table-missing")
+def _(ctx: Ctx) -> Run:
+    folder = ctx.dir / "kaggle"
+    shutil.copytree(ctx.world.extract, folder)
+    (folder / "qc_counts.csv").unlink()
+    return Run(report_args(ctx, extracts=folder), needles=(folder / "qc_counts.csv",),
+               outputs=(ctx.out(),))
+
+
+@case("data-report", "tfrecord-truncated")
+def _(ctx: Ctx) -> Run:
+    shard = ctx.dir / "test-0"
+    shutil.copytree(ctx.world.synth / "test-0", shard)
+    record = shard / "images.tfrecord"
+    record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
+    return Run(report_args(ctx, shard=shard), needles=(record,), outputs=(ctx.out(),))
+
+
+@case("data-report", "out-is-its-input")
+def _(ctx: Ctx) -> Run:
+    shard = ctx.dir / "test-0"
+    shutil.copytree(ctx.world.synth / "test-0", shard)
+    return Run(report_args(ctx, shard=shard, out=shard), needles=(shard,))
+
+
 def slides_args(ctx: Ctx, extracts=None, extra=()) -> list:
     return ["slides", "--split-table", ctx.world.split_csv, "--extracts",
             extracts or ctx.world.extract, "--out", ctx.out(), "--seed", "1", "--count", "1",

@@ -77,6 +77,47 @@ def test_the_report_gathers_metrics_figures_and_contact_sheets(snakemake_run):
     assert set(slides) >= {"first_pass_only", "second_pass"}
 
 
+REPORT_SECTIONS = ("Sources and lineage", "Backgrounds", "Synthetic data", "Whole slides",
+                   "Evaluation")
+REPORT_FILES = ("qc.html", "samples_lisc.png", "samples_kaggle.png", "lineage.html",
+                "contact_sheet.png", "training_curves.png", "pr_curves.png", "confusion.png",
+                "metrics.html", "slide_000.png", "slide_000_first_pass_only.png")
+
+
+def test_the_report_shows_every_section_and_image_in_a_real_browser(snakemake_run, tmp_path):
+    """Headless Chromium (no network) opens report.html, every section is in its menu, and
+    every result, shown as its view button shows it, loads (naturalWidth > 0, also the images
+    inside HTML results); screenshots of what it showed are not blank."""
+    import cv2
+    from report_browser import browser_paths, view_report
+
+    paths = browser_paths()
+    if paths is None:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run "
+                    "installs them: apt-get install chromium chromium-driver)")
+    pytest.importorskip("selenium", reason="selenium is in the test extra: pip install -e "
+                        "'.[test]'")
+    report = snakemake_run / "report.html"
+    if not report.is_file():
+        sh(["snakemake", "--report", "report.html"], snakemake_run)
+    view = view_report(report, tmp_path, paths)
+    for section in REPORT_SECTIONS:
+        assert section in view.categories and section in view.menu_text, section
+    assert set(REPORT_FILES) <= {Path(p).name for p in view.results}
+    for path, widths in view.results.items():
+        assert all(w > 0 for w in widths), f"{path}: an image did not load ({widths})"
+        assert widths or path.endswith(".html"), path
+    lineage = next(p for p in view.results if p.endswith("lineage.html"))
+    assert len(view.results[lineage]) > 3  # 3 images + a cut cell per object
+    assert view.page_text[lineage].count("sha256") >= 3
+    assert "Healthy RBC" in view.page_text[lineage] and "raw file" in view.page_text[lineage]
+    qc = next(p for p in view.results if p.endswith("qc.html"))
+    assert all(source in view.page_text[qc] for source in ("lisc", "iumc", "mamic", "kaggle"))
+    for shot in sorted(tmp_path.glob("*.png")):
+        pixels = cv2.imread(str(shot))
+        assert pixels is not None and pixels.std() > 5, shot.name
+
+
 def test_split_covers_every_sample_of_every_source_once(snakemake_run):
     with open(snakemake_run / "data/split/split.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -113,7 +154,8 @@ def test_a_param_change_reruns_exactly_the_stages_downstream(dvc_run):
     log = sh(["dvc", "repro"], dvc_run)
     ran = sorted(re.findall(r"Running stage '([^']+)'", log))
     shards = ["test-0", "train-0", "train-1", "valid-0"]
-    downstream = ["train_classifier", "train_detector", "evaluate", "evaluate_slides"]
+    downstream = ["train_classifier", "train_detector", "evaluate", "evaluate_slides",
+                  "data_report"]
     assert ran == sorted([f"synth@{s}" for s in shards] + [f"dataset_stats@{s}" for s in shards]
                          + downstream)  # not demo_sources, extract_*, split, backgrounds, slides
     assert "partial_wbc_share" in sh(["dvc", "metrics", "show"], dvc_run)

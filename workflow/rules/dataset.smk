@@ -1,3 +1,6 @@
+LINEAGE_SHARD = next(s for s in SHARDS if s.startswith("test-"))
+
+
 rule split:
     input:
         extracts=expand("data/extract/{db}", db=DATABASES),
@@ -28,7 +31,13 @@ rule backgrounds:
         extracts=expand("data/extract/{db}", db=RBC_DATABASES),
         code=DATASET_CODE,
     output:
-        directory("data/backgrounds/{split}"),
+        report(
+            directory("data/backgrounds/{split}"),
+            patterns=["contact_{name}.png"],
+            caption="../report/backgrounds.rst",
+            category="Backgrounds",
+            subcategory="{split}",
+        ),
     log:
         "logs/backgrounds/{split}.log",
     benchmark:
@@ -146,3 +155,35 @@ rule dataset_stats:
     shell:
         "bloodcell --log {log} dataset-stats {input.shard}"
         " --metrics {output.metrics} --plot {output.plot}"
+
+
+rule data_report:
+    input:
+        extracts=expand("data/extract/{db}", db=DATABASES),
+        split="data/split",
+        shard=f"data/synth/{LINEAGE_SHARD}",
+        code=[
+            "bloodcell/data_report.py",
+            "bloodcell/lineage.py",
+            "bloodcell/sheet.py",
+            "bloodcell/draw.py",
+        ],
+    output:
+        report(
+            directory("reports/data"),
+            patterns=["{name}.png", "{name}.html"],
+            caption="../report/data.rst",
+            category="Sources and lineage",
+        ),
+    log:
+        "logs/data_report.log",
+    benchmark:
+        "logs/benchmarks/data_report.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+    shell:
+        "bloodcell --log {log} data-report --extracts {input.extracts}"
+        " --shard {input.shard} --data data --out {output}"
