@@ -130,8 +130,9 @@ def example_html(image: np.ndarray, rows: list[dict], thumbs: dict[str, np.ndarr
         f"<code>{escape(str(r['raw_path']))}</code> (sha256 {str(r['raw_sha256'])[:16]}…)</li>"
         for r in rows if r["sample_id"] in thumbs)
     iid = escape(rows[0]["image_id"]) if rows else ""
-    return (f"<section class='example'><h3>{iid}</h3><img alt='{iid}' src='{png_uri(drawn)}' width='448'>"
-            f"<ul>{items}</ul><pre>{escape(format_lineage(rows, data))}</pre></section>")
+    return (f"<section class='example'><h3>{iid}</h3>"
+            f"<img alt='{iid}' src='{png_uri(drawn)}' width='448'><ul>{items}</ul>"
+            f"<pre>{escape(format_lineage(rows, data))}</pre></section>")
 
 
 def lineage_page(shard: Path, data: Path) -> str:
