@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -116,3 +117,20 @@ def project_copy(dst: Path) -> Path:
             shutil.copy(src, dst / rel)
     shutil.copy(PROJECT / "config" / "params-tiny.yaml", dst / "params.yaml")
     return dst
+
+
+def sh(cmd: list[str], cwd: Path) -> str:
+    """Run a command in ``cwd``; its stdout + stderr, or a test failure showing both."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def snakemake_run(tmp_path_factory) -> Path:
+    """The tiny preset's whole DAG run once with ``snakemake --cores 2`` in a project copy,
+    shared by the pipeline, report and cluster tests (training's bytes depend on the thread
+    count: 2 here)."""
+    root = project_copy(tmp_path_factory.mktemp("smk"))
+    sh(["snakemake", "--cores", "2"], root)
+    return root

@@ -8,12 +8,11 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT, project_copy
+from conftest import PROJECT, project_copy, sh
 
 pytestmark = pytest.mark.slow
 OUTPUTS = ["data/extract/lisc", "data/extract/iumc", "data/extract/mamic",
@@ -25,12 +24,6 @@ OUTPUTS = ["data/extract/lisc", "data/extract/iumc", "data/extract/mamic",
 given thread count (both tools run it with 2 threads here), see README "Determinism"."""
 
 
-def sh(cmd: list[str], cwd: Path) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
 def digests(root: Path) -> dict[str, str]:
     """SHA-256 of every file under the pipeline outputs, keyed by relative path."""
     out = {}
@@ -39,13 +32,6 @@ def digests(root: Path) -> dict[str, str]:
             if f.is_file() and f.name != ".snakemake_timestamp":  # Snakemake's own marker
                 out[f.relative_to(root).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
-
-
-@pytest.fixture(scope="module")
-def snakemake_run(tmp_path_factory) -> Path:
-    root = project_copy(tmp_path_factory.mktemp("smk"))
-    sh(["snakemake", "--cores", "2"], root)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,19 @@ REAL_TILES = ["data/real_tiles"] if "real_tiles" in config else []
 REAL_SETS = sorted(config.get("evaluate_real", {}))
 CONDA_ENV = "../envs/bloodcell.yaml"
 
+
+# The image of docker/Dockerfile (bloodcell, Snakemake and its plugins): with `--sdm apptainer`
+# (e.g. a SLURM cluster with Apptainer) every job's command runs in it; otherwise unused.
+# BLOODCELL_CONTAINER names another one (your registry's copy, the -gpu variant). The
+# Kubernetes profile runs its pods in the GPU variant of the same tag (profiles/kubernetes).
+CONTAINER_IMAGE = os.environ.get(
+    "BLOODCELL_CONTAINER", "docker://ghcr.io/bloodcell/bloodcell:0.1.0"
+)
+
+
+container: CONTAINER_IMAGE
+
+
 # Modules whose code decides a stage's output bytes (dvc.yaml lists the same deps).
 EXTRACT_CODE = [
     "bloodcell/extract.py",
