@@ -314,8 +314,8 @@ def write_coco(detections: pd.DataFrame, images: Sequence[tuple[str, str, int, i
 
 
 SHAPE_COLUMNS: tuple[str, ...] = ("outline", "measurements")
-"""Optional detection columns (bloodcell.outlines): ``outline``, a closed ring of [x, y] input
-px, and ``measurements``, a dict of QuPath measurement names to values."""
+"""Optional detection columns (bloodcell.outlines): ``outline``, a closed ring ((K, 2) x, y,
+input px), and ``measurements``, a dict of QuPath measurement names to values."""
 
 
 def geojson_feature(x: float, y: float, w: float, h: float, class_idx: int, score: float,
@@ -324,7 +324,7 @@ def geojson_feature(x: float, y: float, w: float, h: float, class_idx: int, scor
     None), its classification, and the score with any other ``measurements``."""
     from bloodcell.outlines import box_ring
 
-    ring = box_ring(x, y, w, h) if outline is None else outline
+    ring = box_ring(x, y, w, h) if outline is None else np.asarray(outline).tolist()
     return {
         "type": "Feature",
         "geometry": {"type": "Polygon", "coordinates": [ring]},
@@ -357,6 +357,13 @@ def write_geojson(detections: pd.DataFrame, path: str | Path) -> None:
                          f"{sorted(det['image_id'].unique())[:5]}")
     outlines = det["outline"] if "outline" in det else [None] * len(det)
     extra = det["measurements"] if "measurements" in det else [None] * len(det)
-    features = [geojson_feature(r.x, r.y, r.w, r.h, int(r.class_idx), r.score, ring, more)
-                for r, ring, more in zip(det.itertuples(index=False), outlines, extra)]
-    _write_json({"type": "FeatureCollection", "features": features}, path)
+    features = (geojson_feature(r.x, r.y, r.w, r.h, int(r.class_idx), r.score, ring, more)
+                for r, ring, more in zip(det.itertuples(index=False), outlines, extra))
+    # written feature by feature (a 20000 px smear has ~200,000): the bytes of
+    # json.dumps({"features": [...], "type": "FeatureCollection"}, sort_keys=True, ...)
+    with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as f:
+        f.write('{"features":[')
+        for k, feature in enumerate(features):
+            f.write(("," if k else "") + json.dumps(feature, sort_keys=True,
+                                                    separators=(",", ":"), allow_nan=False))
+        f.write('],"type":"FeatureCollection"}\n')

@@ -9,10 +9,10 @@
 person reads it: "Healthy RBC", "Infected RBC", "Neutrophil"...), ``class_idx`` (0..9, see
 bloodcell.classes), ``score`` (0..1) and the box ``x``, ``y``, ``w``, ``h`` in the input
 image's pixels, x, y its top-left corner. With ``outlines=True`` two columns follow:
-``outline``, the cell's outline as a closed ring of [x, y] input px (threshold segmentation in
-its box, bloodcell.outlines), and ``measurements``, a dict (``Area px^2``, ``Perimeter px``,
-``Mean OD``; µm and µm² with ``pixel_size`` in µm per input px). ``bloodcell detect`` is a thin
-layer over this class.
+``outline``, the cell's outline as a closed ring, a (K, 2) array of x, y input px (threshold
+segmentation in its box, bloodcell.outlines), and ``measurements``, a dict (``Area px^2``,
+``Perimeter px``, ``Mean OD``; µm and µm² with ``pixel_size`` in µm per input px).
+``bloodcell detect`` is a thin layer over this class.
 
 Images: a path (PNG, JPEG, BMP, TIFF of any size, read region by region as
 smear_io.open_smear does) or a numpy array (H, W, 3) uint8 in **RGB** order (what PIL,

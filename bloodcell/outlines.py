@@ -39,13 +39,13 @@ class CellShape:
     measurements (QuPath names: ``Area px^2`` or ``Area µm^2``, ``Perimeter px`` or
     ``Perimeter µm``, ``Mean OD``), and whether it came from the mask or the box."""
 
-    ring: list[list[float]]
+    ring: np.ndarray  # (K + 1, 2) float64, input px rounded to 0.01, first point repeated
     measurements: dict[str, float]
     source: str  # "mask" or "box"
 
 
 def box_ring(x: float, y: float, w: float, h: float) -> list[list[float]]:
-    """The closed rectangle ring of a box (x, y top-left, px)."""
+    """The closed rectangle ring of a box (x, y top-left, px), as [[x, y], ...]."""
     x0, y0, x1, y1 = (round(float(v), 2) + 0.0 for v in (x, y, x + w, y + h))
     return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
 
@@ -103,9 +103,8 @@ def cell_shape(view, box: tuple[float, float, float, float], factor: float,
     if mask is None or mask.sum() < MIN_CELL_SHARE * mask.size:
         return box_shape(view, box, factor, pixel_size)
     points = contour_of(mask)
-    ring = [[round((px + x0) / factor, 2) + 0.0, round((py + y0) / factor, 2) + 0.0]
-            for px, py in points]
-    ring.append(ring[0])
+    ring = np.round((points + (x0, y0)) / factor, 2) + 0.0
+    ring = np.vstack([ring, ring[:1]])
     perimeter = cv2.arcLength(points.reshape(-1, 1, 2).astype(np.float32), True)
     return CellShape(ring, measure(crop, mask, perimeter, factor, pixel_size), "mask")
 
@@ -120,7 +119,7 @@ def box_shape(view, box: tuple[float, float, float, float], factor: float,
     x1 = min(width, max(x0 + 1, round((x + w) * factor)))
     y1 = min(height, max(y0 + 1, round((y + h) * factor)))
     crop = np.asarray(view[y0:y1, x0:x1]).reshape(-1, 3)
-    return CellShape(box_ring(x, y, w, h),
+    return CellShape(np.array(box_ring(x, y, w, h)),
                      {f"Area {area}": round(w * h * size * size, 2),
                       f"Perimeter {length}": round(2 * (w + h) * size, 2),
                       "Mean OD": round(mean_od(crop), 4)}, "box")

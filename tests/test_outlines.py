@@ -32,7 +32,7 @@ def test_a_disc_gets_a_round_outline_and_its_area():
     img = disc_image(120, (60, 50), 15)
     shape = cell_shape(img, (43.0, 33.0, 34.0, 34.0), 1.0)
     assert shape.source == "mask"
-    assert shape.ring[0] == shape.ring[-1] and len(shape.ring) > 8  # closed, not a rectangle
+    assert (shape.ring[0] == shape.ring[-1]).all() and len(shape.ring) > 8  # closed, round
     true_area = math.pi * 15**2
     assert shape.measurements["Area px^2"] == pytest.approx(true_area, rel=0.05)
     assert ring_area(shape.ring) == pytest.approx(shape.measurements["Area px^2"], rel=0.03)
@@ -65,7 +65,7 @@ def test_a_box_without_a_cell_keeps_its_rectangle():
         shape = cell_shape(blank, box, 1.0)
         assert shape.source == "box"
         x, y, w, h = box
-        assert shape.ring == [[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]
+        assert shape.ring.tolist() == [[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]
         assert shape.measurements["Area px^2"] == pytest.approx(w * h)
 
 
@@ -81,7 +81,7 @@ def test_geojson_geometry_is_the_outline_with_measurements(tmp_path: Path):
     features = json.loads((tmp_path / "a.geojson").read_text())["features"]
     rbc, blank = features
     assert rbc["properties"]["classification"]["name"] == "Healthy RBC"
-    assert rbc["geometry"]["coordinates"] == [shapes[0].ring]
+    assert rbc["geometry"]["coordinates"] == [shapes[0].ring.tolist()]
     assert set(rbc["properties"]["measurements"]) == {"score", "Area px^2", "Perimeter px",
                                                        "Mean OD"}
     assert blank["properties"]["classification"]["name"] == "Neutrophil"
