@@ -2,8 +2,11 @@
 
 Each detected box is segmented with the extractors' threshold mask (bloodcell.masks.
 cell_on_light: green channel below Otsu's threshold, the component covering the box's centre,
-holes filled). Its outer contour, simplified to within OUTLINE_TOLERANCE_PX, is the cell's
-outline; where no component is found the box itself is the outline (``outline: "box"``).
+holes filled; gaps of a few px closed first, so a pale centre open to the edge is filled too),
+kept inside the box's inscribed ellipse (slightly enlarged), which cuts off the parts of
+touching neighbours that reach into the box's corners. Its outer contour, simplified to within
+OUTLINE_TOLERANCE_PX, is the cell's outline; where no component is found the box itself is the
+outline (``CellShape.source == "box"``).
 
 Coordinates: the segmentation runs on the image the detector saw (its ``view``, at the model's
 scale, where a red cell is about 34 px), and outlines and measurements are given in the
@@ -22,13 +25,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bloodcell.masks import cell_on_light
+from bloodcell.masks import cell_on_light, close_gaps, fill_holes
 
 OUTLINE_TOLERANCE_PX = 0.8
 """Largest distance, in view px, between a cell's contour and its simplified outline."""
 TRACE_UPSAMPLE = 4
 """The mask is traced at this many times its size, so the outline follows pixel edges (to
 1/8 px) rather than the centres of the border pixels (half a pixel inside)."""
+CLOSE_PX = 3
+"""Gaps narrower than about twice this (view px; an RBC is about 34 px) are closed before the
+holes are filled, so a pale centre that reaches the cell's edge is still inside it."""
+ELLIPSE_MARGIN = 1.1
+"""The segmented cell is kept inside its box's inscribed ellipse enlarged by this factor."""
 MIN_CELL_SHARE = 0.15
 """A segmented cell must cover at least this share of its box, else the box is the outline."""
 
@@ -69,6 +77,23 @@ def contour_of(mask: np.ndarray) -> np.ndarray:
     return (points.astype(np.float64) + 0.5) / k
 
 
+def box_ellipse(shape: tuple[int, int]) -> np.ndarray:
+    """Bool mask of the ellipse inscribed in an (H, W) box, enlarged by ELLIPSE_MARGIN: a
+    detected box bounds its cell tightly, so a touching neighbour's part of the threshold mask
+    lies in the box's corners, outside it."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    ry, rx = ELLIPSE_MARGIN * h / 2, ELLIPSE_MARGIN * w / 2
+    return ((yy + 0.5 - h / 2) / ry) ** 2 + ((xx + 0.5 - w / 2) / rx) ** 2 <= 1.0
+
+
+def largest_part(mask: np.ndarray) -> np.ndarray | None:
+    """The largest 8-connected part of a bool mask, or None when it is empty."""
+    from bloodcell.masks import largest_component
+
+    return largest_component(mask)
+
+
 def units(pixel_size: float | None) -> tuple[str, str, float]:
     """(length unit, area unit, µm per input px or 1.0) for the measurement names."""
     if pixel_size is None:
@@ -100,6 +125,8 @@ def cell_shape(view, box: tuple[float, float, float, float], factor: float,
     y1 = min(height, int(np.ceil((y + h) * factor)))
     crop = np.asarray(view[y0:y1, x0:x1]) if x1 - x0 >= 3 and y1 - y0 >= 3 else None
     mask = None if crop is None else cell_on_light(crop, max(4, (x1 - x0) * (y1 - y0) // 20))
+    if mask is not None:
+        mask = largest_part(fill_holes(close_gaps(mask, CLOSE_PX)) & box_ellipse(mask.shape))
     if mask is None or mask.sum() < MIN_CELL_SHARE * mask.size:
         return box_shape(view, box, factor, pixel_size)
     points = contour_of(mask)

@@ -86,3 +86,14 @@ def test_geojson_geometry_is_the_outline_with_measurements(tmp_path: Path):
                                                        "Mean OD"}
     assert blank["properties"]["classification"]["name"] == "Neutrophil"
     assert len(blank["geometry"]["coordinates"][0]) == 5
+
+
+def test_a_touching_neighbour_is_cut_off_at_the_box():
+    """Two stained discs that touch: the outline of the left one's box keeps to that disc
+    (the neighbour's part in the box's corner is outside the inscribed ellipse)."""
+    img = disc_image(120, (45, 60), 15)
+    cv2.circle(img, (68, 52), 15, (200, 120, 140), -1)
+    shape = cell_shape(img, (30.0, 45.0, 30.0, 30.0), 1.0)
+    assert shape.source == "mask"
+    assert shape.measurements["Area px^2"] == pytest.approx(math.pi * 15**2, rel=0.02)
+    assert max(x for x, _ in shape.ring) <= 60 * 1.02
