@@ -92,7 +92,7 @@ def main() -> None:
     from bloodcell import model
     from bloodcell.decode import DecodeConfig
     from bloodcell.inference import load_detector, tile_detector
-    from bloodcell.targets import ORIGINAL_ANCHORS
+    from bloodcell.train_options import ORIGINAL_ANCHORS
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
     trained = a.model.is_file()

@@ -118,7 +118,7 @@ def model_detector(path: Path):
     from bloodcell.cli_train import set_tf_threads
     from bloodcell.decode import DecodeConfig
     from bloodcell.inference import load_detector, tile_detector
-    from bloodcell.targets import ORIGINAL_ANCHORS
+    from bloodcell.train_options import ORIGINAL_ANCHORS
 
     set_tf_threads()
     return tile_detector(load_detector(path), ORIGINAL_ANCHORS, DecodeConfig())

@@ -80,7 +80,7 @@ def main() -> None:
     from bloodcell.evaluate_slides import load_slides
     from bloodcell.inference import load_detector, tile_detector
     from bloodcell.model_card import model_anchors
-    from bloodcell.targets import ORIGINAL_ANCHORS, parse_anchors
+    from bloodcell.train_options import ORIGINAL_ANCHORS, parse_anchors
 
     set_tf_threads()
     params = yaml.safe_load((a.run / "params.yaml").read_text())

@@ -45,7 +45,7 @@ def measure(kind: str, files: list[str], batch: int, steps: int) -> dict[str, fl
     import keras
 
     from bloodcell import data, model, train
-    from bloodcell.targets import ORIGINAL_ANCHORS
+    from bloodcell.train_options import ORIGINAL_ANCHORS
 
     cfg = train.TrainConfig(kind, 1, batch, ((1, 1e-3),), 1, anchors=ORIGINAL_ANCHORS)
     import tensorflow as tf

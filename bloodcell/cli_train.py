@@ -35,7 +35,7 @@ def _type(name: str, conv):
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    from bloodcell.train import parse_schedule
+    from bloodcell.train_options import parse_schedule
 
     p.add_argument("--shards", type=Path, required=True,
                    help="folder of the synth shards (data/synth); uses <root>/train-* for "
@@ -55,7 +55,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub) -> None:
-    from bloodcell.targets import parse_anchors
+    from bloodcell.train_options import parse_anchors
 
     p = sub.add_parser("train-classifier", help="train ModifiedYolo as a 10-class classifier",
                        description="Train the trunk + a 10-way sigmoid head on the multi-hot "
@@ -141,7 +141,7 @@ def add_decode(p: argparse.ArgumentParser) -> None:
 
 
 def parse_anchors_arg(text: str):
-    from bloodcell.targets import parse_anchors
+    from bloodcell.train_options import parse_anchors
 
     return parse_anchors(text)
 
@@ -150,7 +150,7 @@ def model_anchors(a: argparse.Namespace):
     """The anchors to decode ``a.model`` with: its card's (an ``--anchors`` that differs is a
     UserError); for a model without a card, ``--anchors`` or the original's."""
     from bloodcell.model_card import model_anchors as resolve
-    from bloodcell.targets import ORIGINAL_ANCHORS
+    from bloodcell.train_options import ORIGINAL_ANCHORS
 
     return resolve(a.model, a.anchors, ORIGINAL_ANCHORS)
 

@@ -75,7 +75,7 @@ class Detector:
         from bloodcell.model_card import model_anchors, model_rbc_diameter
         from bloodcell.slide import DEFAULT_OVERLAP_PX, SlideConfig
         from bloodcell.smear_io import MODEL_RBC_PX
-        from bloodcell.targets import ORIGINAL_ANCHORS
+        from bloodcell.train_options import ORIGINAL_ANCHORS
 
         path = Path(path)
         if not path.is_file():

@@ -22,18 +22,7 @@ CELL = 16.0
 GRID = 14
 N_CLASSES = 10
 
-ORIGINAL_ANCHORS = ((3.1, 3.1), (6.125, 3.1), (3.1, 6.125), (6.125, 6.125), (5.32, 5.32),
-                    (2.7, 2.7))
-"""The original's anchors (w, h) in grid units (1 unit = 16 px)."""
 
-
-def parse_anchors(text: str) -> tuple[tuple[float, float], ...]:
-    """Anchors from a params string ``"3.1x3.1,6.125x3.1,..."`` (w x h, grid units)."""
-    pairs = []
-    for item in text.split(","):
-        w, h = item.strip().lower().split("x")
-        pairs.append((float(w), float(h)))
-    return tuple(pairs)
 
 
 def anchor_iou(wh: tf.Tensor, anchors: tf.Tensor) -> tf.Tensor:

@@ -39,6 +39,7 @@ from bloodcell.errors import UserError
 from bloodcell.inference import predict_shards, tile_detector
 from bloodcell.loss import LossWeights, classifier_loss, detector_loss, detector_terms
 from bloodcell.metrics import coco_metrics
+from bloodcell.train_options import learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,6 @@ class TrainConfig:
     deterministic: bool = True
     real_share: float = 0.0
     """Share of each detector epoch's images drawn from real tiles (when a real shard is given)."""
-
-
-def parse_schedule(text: str) -> tuple[tuple[int, float], ...]:
-    """``"1:1e-3,16:1e-4"`` -> ((1, 0.001), (16, 0.0001)); the first entry must be epoch 1."""
-    pairs = tuple((int(e), float(lr)) for e, lr in (p.split(":") for p in text.split(",")))
-    if pairs[0][0] != 1 or any(a[0] >= b[0] for a, b in zip(pairs, pairs[1:])):
-        raise ValueError(f"schedule {text!r} must start at epoch 1 with rising epochs")
-    return pairs
-
-
-def learning_rate(schedule: tuple[tuple[int, float], ...], epoch: int) -> float:
-    """The learning rate of ``epoch`` (from 1) under a piecewise-constant schedule."""
-    return [lr for first, lr in schedule if first <= epoch][-1]
 
 
 def setup(cfg: TrainConfig) -> None:

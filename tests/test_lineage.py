@@ -92,3 +92,17 @@ def test_lineage_subcommand(data, capsys):
     args.func(args)
     out = capsys.readouterr().out
     assert out.count("object ") == 5 and sha("images/f1.png") in out
+
+
+def test_lineage_and_help_start_without_tensorflow(data):
+    """The parser of every command, and lineage itself, import no TensorFlow (it costs
+    seconds): checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom bloodcell.cli import main\n"
+            f"main(['-q', 'lineage', 'train-1-000001', '--data', {str(data)!r}])\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False False"

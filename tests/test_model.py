@@ -10,8 +10,13 @@ import tensorflow as tf
 from bloodcell import model as models
 from bloodcell.decode import DecodeConfig, decode_boxes, detect_batch, to_frame
 from bloodcell.loss import LossWeights, classifier_loss, detector_loss, detector_terms
-from bloodcell.targets import ORIGINAL_ANCHORS, detector_targets, multi_hot, parse_anchors
-from bloodcell.train import learning_rate, parse_schedule
+from bloodcell.targets import detector_targets, multi_hot
+from bloodcell.train_options import (
+    ORIGINAL_ANCHORS,
+    learning_rate,
+    parse_anchors,
+    parse_schedule,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from bloodcell import model_card
 from bloodcell.errors import UserError
-from bloodcell.targets import ORIGINAL_ANCHORS
+from bloodcell.train_options import ORIGINAL_ANCHORS
 
 ANCHORS = ((2.5, 2.5), (5.0, 3.0))
 

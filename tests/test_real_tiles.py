@@ -122,7 +122,7 @@ def test_mixed_epochs_hold_the_asked_share_of_real_tiles(tmp_path, capsys):
     import tensorflow as tf
 
     from bloodcell import data
-    from bloodcell.targets import ORIGINAL_ANCHORS
+    from bloodcell.train_options import ORIGINAL_ANCHORS
     from conftest import run_cli
 
     real = tmp_path / "real"
