@@ -39,7 +39,8 @@ STATE_ROOT = Path(".bloodcell-state")
 LOCK_NAME = ".lock"
 _PACKAGE = Path(__file__).resolve().parent
 CODE_FILES = tuple(_PACKAGE / name for name in
-                   ("model.py", "loss.py", "targets.py", "data.py", "train.py", "checkpoint.py"))
+                   ("model.py", "loss.py", "targets.py", "data.py", "train.py", "train_options.py",
+                    "checkpoint.py"))
 """Source files that build the model, loss, targets, data pipeline, training loop and state:
 their bytes are part of the resume key, so a state saved by other code is never resumed."""
 

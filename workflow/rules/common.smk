@@ -99,6 +99,8 @@ TRAIN_CODE = [
     "bloodcell/loss.py",
     "bloodcell/data.py",
     "bloodcell/train.py",
+    "bloodcell/train_options.py",
+    "bloodcell/targets.py",
     "bloodcell/checkpoint.py",
     "bloodcell/model_card.py",
 ]
