@@ -46,6 +46,7 @@ from bloodcell.shards import (
     shard_dirs,
 )
 from bloodcell.split import SPLITS
+from bloodcell.tile import TILE_PX as DEFAULT_SIZE  # read_yolo's side without a PNG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 FORMATS = ("original", "coco", "yolo")
 RBC_IDX = (CLASS_NAMES.index("Infected"), CLASS_NAMES.index("_"))
 """Class indices of red blood cells: they come from the background, so samplePath is null."""
-DEFAULT_SIZE = 224
-"""Image side assumed by read_yolo when a label has no PNG beside it."""
 OBJ_COLUMNS = ["image_id", "obj", "class_idx", "x", "y", "w", "h", "sample_id", "background_id"]
 READ_COLUMNS = ["image_id", "class_idx", "x", "y", "w", "h"]
 _SAFE_ID = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-\d+-\d+")

@@ -24,7 +24,8 @@ import keras
 import numpy as np
 from keras import layers
 
-INPUT_SIZE = 224
+from bloodcell.tile import TILE_PX as INPUT_SIZE
+
 GRID = 14
 N_ANCHORS = 6
 N_CLASSES = 10

@@ -36,9 +36,9 @@ from bloodcell.errors import UserError
 from bloodcell.imageio import ImageProblem, decode_color, encode_png
 from bloodcell.seeds import rng_for
 from bloodcell.shards import OBJECT_SCHEMA, ImageRecord, image_id, write_shard
+from bloodcell.tile import TILE_PX as TILE
 
 log = logging.getLogger(__name__)
-TILE = 224
 SPLIT = "real"
 PARTIAL = CLASS_INDEX["partialWBC"]
 WHITE = {*(CLASS_INDEX[c] for c in WBC_CLASSES), LABEL_INDEX[UNTYPED_WBC]}

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from bloodcell.box_grid import candidate_pairs, grown, pair_ios, pair_iou
+from bloodcell.tile import TILE_PX as TILE
 
 if TYPE_CHECKING:  # bloodcell.inference loads TensorFlow; the CLI parsers import this module
     from bloodcell.inference import TileFn
 
-TILE = 224
 PARTIAL = 5
 PLATELETS = (6, 7)
 WBC = (0, 1, 2, 3, 4)

@@ -33,9 +33,9 @@ from bloodcell.imageio import encode_png
 from bloodcell.seeds import rng_for
 from bloodcell.sheet import contact_sheet, write_png
 from bloodcell.synth import OBJECT_LABEL, Background, Placed, augment, background, overlaps
+from bloodcell.tile import TILE_PX as TILE
 
 log = logging.getLogger(__name__)
-TILE = 224
 
 
 @dataclass(frozen=True)

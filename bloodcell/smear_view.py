@@ -20,12 +20,11 @@ import cv2
 import numpy as np
 
 from bloodcell.smear_convert import BLOCK_VALUES
+from bloodcell.tile import TILE_PX as TILE
 
 if TYPE_CHECKING:  # smear_io imports this module
     from bloodcell.smear_io import SmearImage
 
-TILE = 224
-"""Side of the detector's tiles, px (bloodcell.slide.TILE; slide is not imported here)."""
 BAND_ROWS = 2 * TILE
 """Rows of the resized image a ScaledSmear decodes and caches at least at a time."""
 

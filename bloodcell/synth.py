@@ -33,9 +33,9 @@ from bloodcell.imageio import encode_png
 from bloodcell.samples import read_parquet
 from bloodcell.seeds import rng_for
 from bloodcell.shards import OBJECT_SCHEMA, ImageRecord, image_id, write_shard
+from bloodcell.tile import TILE_PX as SIZE
 
 log = logging.getLogger(__name__)
-SIZE = 224
 OBJECT_LABEL = 1_000_000
 AFFIXED = (*WBC_CLASSES, *PLATELET_CLASSES, UNTYPED_WBC)
 """Sample classes affixed on backgrounds; an untyped white cell keeps label -1 (or becomes a

@@ -17,8 +17,7 @@ import pandas as pd
 from bloodcell.errors import UserError
 from bloodcell.samples import PACK_NAME, read_parquet
 from bloodcell.shards import OBJECTS_NAME
-
-WINDOW = 224
+from bloodcell.tile import TILE_PX as WINDOW
 
 
 @dataclass

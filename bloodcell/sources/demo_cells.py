@@ -740,27 +740,3 @@ def cell_patch(rng: np.random.Generator, cell: Cell, stain: Stain, pad: int = 4,
     mask = np.pad(cell.mask, pad)
     nuc = np.pad(cell.nucleus_mask, pad)
     return img, mask, nuc
-
-
-def render_class(rng: np.random.Generator, class_name: str, size_px: float,
-                 stain: Stain | None = None, pad: int = 4,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One cell of a pipeline class (``bloodcell.classes`` names: a WBC type, "Thrombocytes",
-    "Clumps", "Infected", "_") about ``size_px`` pixels across, on plasma: (uint8 BGR image,
-    bool cell mask, bool nucleus mask), as ``cell_patch``. ``stain`` defaults to a random
-    "sheet" stain drawn from ``rng``."""
-    stain = stain if stain is not None else Stain.sample(rng, "sheet")
-    if class_name in WBC_TYPES:
-        cell = wbc(rng, class_name, size_px, stain)
-    elif class_name == "Thrombocytes":
-        cell = thrombocyte(rng, size_px, stain)
-    elif class_name == "Clumps":
-        d = float(np.clip(size_px / 4, 8, 30))
-        cell = platelet_clump(rng, size_px, stain, (d * 0.8, d * 1.3))
-    elif class_name == "Infected":
-        cell = infected_rbc(rng, size_px, stain)
-    elif class_name == "_":
-        cell = healthy_rbc(rng, size_px, stain)
-    else:
-        raise ValueError(f"no renderer for class {class_name!r}")
-    return cell_patch(rng, cell, stain, pad)

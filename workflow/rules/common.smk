@@ -69,7 +69,6 @@ def extract_params(db):
     return config["extract"].get(db, {})
 
 
-SPLITS = ["train", "valid", "test"]
 SHARDS = sorted(config["synth"]["shards"])
 DATASET_CODE = [
     "bloodcell/compose.py",
