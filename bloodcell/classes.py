@@ -29,6 +29,16 @@ WBC_CLASSES: tuple[str, ...] = CLASS_NAMES[:5]
 PLATELET_CLASSES: tuple[str, ...] = ("Thrombocytes", "Clumps")
 RBC_CLASSES: tuple[str, ...] = ("Infected", "_")
 
+WBC_IDX: tuple[int, ...] = tuple(CLASS_INDEX[n] for n in WBC_CLASSES)
+"""Class indices of the five typed white cells."""
+PARTIAL_IDX: int = CLASS_INDEX["partialWBC"]
+PLATELET_IDX: tuple[int, ...] = tuple(CLASS_INDEX[n] for n in PLATELET_CLASSES)
+"""Class indices of thrombocytes and platelet clumps."""
+INFECTED_IDX: int = CLASS_INDEX["Infected"]
+HEALTHY_IDX: int = CLASS_INDEX["_"]
+RBC_IDX: tuple[int, ...] = (INFECTED_IDX, HEALTHY_IDX)
+"""Class indices of red cells, infected and healthy."""
+
 UNTYPED_WBC = "WBC"
 """A white cell whose annotation does not name its type (BCCD's ``WBC``). Its label index is
 UNTYPED_WBC_INDEX: it trains the box and objectness terms, not the class term, and evaluation

@@ -13,7 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from bloodcell.atomic import atomic_file, check_file
-from bloodcell.classes import UNTYPED_WBC_INDEX, label_name
+from bloodcell.classes import (
+    CLASS_NAMES,
+    PARTIAL_IDX,
+    RBC_IDX,
+    UNTYPED_WBC_INDEX,
+    WBC_IDX,
+    label_name,
+)
 from bloodcell.errors import UserError
 from bloodcell.samples import read_parquet
 from bloodcell.shards import OBJECTS_NAME
@@ -34,13 +41,14 @@ def load_objects(shard_dirs: list[Path]) -> pd.DataFrame:
 def split_metrics(o: pd.DataFrame) -> dict:
     """Figures of one split's objects."""
     counts = o.class_idx.value_counts()
-    wbc = int(counts.reindex(range(6), fill_value=0).sum())
-    rbc = o[o.class_idx >= 8].groupby("image_id").size()
+    wbc = int(counts.reindex([*WBC_IDX, PARTIAL_IDX], fill_value=0).sum())
+    rbc = o[o.class_idx.isin(RBC_IDX)].groupby("image_id").size()
     untyped = [UNTYPED_WBC_INDEX] if UNTYPED_WBC_INDEX in counts.index else []
+    labels = [*range(len(CLASS_NAMES)), *untyped]
     return {"images": int(o.image_id.nunique()), "objects": int(len(o)),
-            "partial_wbc_share": round(int(counts.get(5, 0)) / wbc, 4) if wbc else 0.0,
+            "partial_wbc_share": round(int(counts.get(PARTIAL_IDX, 0)) / wbc, 4) if wbc else 0.0,
             "median_rbc_per_image": float(rbc.median()) if len(rbc) else 0.0,
-            "per_class": {label_name(i): int(counts.get(i, 0)) for i in [*range(10), *untyped]}}
+            "per_class": {label_name(i): int(counts.get(i, 0)) for i in labels}}
 
 
 def run(shard_dirs: list[Path], metrics: Path, plot: Path) -> None:

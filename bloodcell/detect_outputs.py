@@ -47,9 +47,11 @@ from bloodcell.atomic import atomic_file
 from bloodcell.classes import (
     CLASS_NAMES,
     DISPLAY_NAMES,
+    HEALTHY_IDX,
+    INFECTED_IDX,
     PLATELET_CLASSES,
     RBC_CLASSES,
-    WBC_CLASSES,
+    WBC_IDX,
 )
 from bloodcell.draw import CLASS_COLOURS_BGR
 from bloodcell.imageio import encode_png
@@ -62,8 +64,6 @@ CLASS_SLUGS: tuple[str, ...] = (
 )
 """Column-name form of each class, by class index (``n_<slug>``, ``pct_<slug>``)."""
 
-WBC_IDX: tuple[int, ...] = tuple(CLASS_NAMES.index(n) for n in WBC_CLASSES)
-INFECTED_IDX, HEALTHY_IDX = (CLASS_NAMES.index(n) for n in RBC_CLASSES)
 
 COUNT_COLUMNS: tuple[str, ...] = tuple(f"n_{s}" for s in CLASS_SLUGS)
 DIFFERENTIAL_COLUMNS: tuple[str, ...] = tuple(f"pct_{CLASS_SLUGS[i]}" for i in WBC_IDX)

@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING
 
 from bloodcell import __version__
 from bloodcell.atomic import atomic_dir, check_output
-from bloodcell.classes import CLASS_NAMES, DISPLAY_NAMES, PLATELET_CLASSES, RBC_CLASSES
+from bloodcell.classes import (
+    CLASS_NAMES,
+    DISPLAY_NAMES,
+    PLATELET_CLASSES,
+    RBC_CLASSES,
+    RBC_IDX,
+)
 from bloodcell.errors import UserError
 from bloodcell.samples import read_parquet
 from bloodcell.shards import (
@@ -52,8 +58,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = ("original", "coco", "yolo")
-RBC_IDX = (CLASS_NAMES.index("Infected"), CLASS_NAMES.index("_"))
-"""Class indices of red blood cells: they come from the background, so samplePath is null."""
 OBJ_COLUMNS = ["image_id", "obj", "class_idx", "x", "y", "w", "h", "sample_id", "background_id"]
 READ_COLUMNS = ["image_id", "class_idx", "x", "y", "w", "h"]
 _SAFE_ID = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*-\d+-\d+")

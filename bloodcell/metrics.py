@@ -29,12 +29,12 @@ import pandas as pd
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bloodcell.classes import CLASS_INDEX, CLASS_NAMES, UNTYPED_WBC_INDEX, WBC_CLASSES
+from bloodcell.classes import CLASS_NAMES, UNTYPED_WBC_INDEX, WBC_CLASSES
+from bloodcell.classes import HEALTHY_IDX as HEALTHY
+from bloodcell.classes import INFECTED_IDX as INFECTED
 
 BOX_COLUMNS = ("image_id", "class_idx", "x", "y", "w", "h")
 """Ground-truth columns; detections add ``score``."""
-INFECTED = CLASS_INDEX["Infected"]
-HEALTHY = CLASS_INDEX["_"]
 
 
 def _boxes(df: pd.DataFrame | None, with_score: bool, name: str) -> pd.DataFrame:

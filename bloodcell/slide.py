@@ -31,18 +31,21 @@ import numpy as np
 import pandas as pd
 
 from bloodcell.box_grid import candidate_pairs, grown, pair_ios, pair_iou
+from bloodcell.classes import CLASS_NAMES, PLATELET_IDX, RBC_IDX
+from bloodcell.classes import INFECTED_IDX as INFECTED
+from bloodcell.classes import PARTIAL_IDX as PARTIAL
+from bloodcell.classes import PLATELET_IDX as PLATELETS
+from bloodcell.classes import WBC_IDX as WBC
 from bloodcell.tile import TILE_PX as TILE
 
 if TYPE_CHECKING:  # bloodcell.inference loads TensorFlow; the CLI parsers import this module
     from bloodcell.inference import TileFn
 
-PARTIAL = 5
-PLATELETS = (6, 7)
-WBC = (0, 1, 2, 3, 4)
-INFECTED = 8
-KIND = np.array([0, 0, 0, 0, 0, 0, 1, 2, 3, 3])
-"""Kind of each class for merging: white cells (types and partial), thrombocytes, clumps, RBCs
-(infected or healthy). Two boxes of one kind on one cell are one cell."""
+KIND = np.zeros(len(CLASS_NAMES), np.int64)
+KIND[list(PLATELET_IDX)] = (1, 2)
+KIND[list(RBC_IDX)] = 3
+"""Kind of each class for merging: 0 white cells (types and partial), 1 thrombocytes, 2 clumps,
+3 RBCs (infected or healthy). Two boxes of one kind on one cell are one cell."""
 
 
 MERGE_METRICS = ("iou", "ios")
