@@ -50,7 +50,8 @@ def slides(detect, folder: Path, repeats: int) -> None:
     import cv2
     import numpy as np
 
-    from bloodcell.detect_outputs import annotate, write_geojson, write_png
+    from bloodcell.detect_outputs import annotate, write_geojson
+    from bloodcell.imageio import write_png
     from bloodcell.slide import SlideConfig, detect_slide
     from bloodcell.smear_io import read_smear
 

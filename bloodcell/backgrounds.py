@@ -22,8 +22,9 @@ from bloodcell.classes import CLASS_INDEX
 from bloodcell.compose import Cut, load_cuts, paste, split_ids, tight_box, transform
 from bloodcell.draw import draw_boxes
 from bloodcell.errors import UserError
+from bloodcell.imageio import write_png
 from bloodcell.seeds import rng_for
-from bloodcell.sheet import contact_sheet, write_png
+from bloodcell.sheet import SHEET_LEVEL, contact_sheet
 
 log = logging.getLogger(__name__)
 RECIPE_NAME = "backgrounds.parquet"
@@ -160,7 +161,7 @@ def background_sheet(recipe: pa.Table, cuts: dict[str, Cut], size: int, path: Pa
         img, _ = render_background(one, cuts, size)
         boxes = np.stack([one["x"], one["y"], one["w"], one["h"]], axis=1)
         tiles.append((draw_boxes(img, boxes, np.array(one["class_idx"]), names=False), bg_id))
-    write_png(path, contact_sheet(tiles, 3, 400))
+    write_png(path, contact_sheet(tiles, 3, 400), SHEET_LEVEL)
 
 
 def run(split_csv: Path, extract_dirs: list[Path], outdir: Path, cfg: BackgroundConfig) -> None:

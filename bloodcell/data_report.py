@@ -159,15 +159,17 @@ def run(extract_dirs: list[Path], shard: Path, data: Path, out: Path) -> None:
     """Write qc.html, samples_<source>.png and lineage.html into ``out`` (atomically)."""
     from bloodcell import plots
     from bloodcell.atomic import atomic_dir
+    from bloodcell.imageio import write_png
     from bloodcell.samples import PACK_NAME
-    from bloodcell.sheet import write_png
+    from bloodcell.sheet import SHEET_LEVEL
 
     with atomic_dir(out, "data-report", [*extract_dirs, shard, data]) as tmp:
         plots.html_table("Quality control per source: cells kept and skipped",
                          ["source", "class", "samples", "skipped"], qc_rows(extract_dirs),
                          tmp / "qc.html")
         for folder in extract_dirs:
-            write_png(tmp / f"samples_{folder.name}.png", sample_sheet(folder / PACK_NAME))
+            write_png(tmp / f"samples_{folder.name}.png", sample_sheet(folder / PACK_NAME),
+                      SHEET_LEVEL)
         (tmp / "lineage.html").write_text(lineage_page(shard, data), encoding="utf-8")
 
 

@@ -81,11 +81,12 @@ def finish_image(out: Path, name: str, dets: pd.DataFrame, image: np.ndarray) ->
     them."""
     from bloodcell import detect_folder as run
     from bloodcell import detect_outputs as outputs
+    from bloodcell.imageio import write_png
 
     shaped = outputs.checked_detections(dets.assign(image_id=name), keep=outputs.SHAPE_COLUMNS)
     checked = shaped[list(outputs.DETECTION_COLUMNS)]
     paths = run.outputs_of(out, name)
-    outputs.write_png(paths["annotated"], image)
+    write_png(paths["annotated"], image)
     outputs.write_geojson(shaped, paths["geojson"])
     run.write_cells_csv(checked, paths["cells"])
     return checked

@@ -54,7 +54,6 @@ from bloodcell.classes import (
     WBC_IDX,
 )
 from bloodcell.draw import CLASS_COLOURS_BGR
-from bloodcell.imageio import encode_png
 
 DETECTION_COLUMNS: tuple[str, ...] = ("image_id", "class_idx", "score", "x", "y", "w", "h")
 
@@ -189,16 +188,6 @@ def annotate(image_bgr: np.ndarray, detections: pd.DataFrame) -> np.ndarray:
             cv2.rectangle(view, (x0, y0), (x1, y1), CLASS_COLOURS_BGR[c], thick, cv2.LINE_8)
     out[: legend.shape[0], w + gap :] = legend
     return out
-
-
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a uint8 (H, W, 3) BGR or (H, W) gray image as a PNG, atomically."""
-    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3
-                                                           and image.shape[2] in (1, 3, 4))):
-        raise ValueError(f"expected a uint8 BGR or gray image, got {image.dtype} {image.shape}")
-    data = encode_png(image)
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(data)
 
 
 # --- per-image summary ------------------------------------------------------------------------

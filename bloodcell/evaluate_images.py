@@ -355,7 +355,7 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
             per_image[name] = image_record(factor, diameter, gt,
                                            dets[dets["score"] > cfg.score_threshold], cmap)
             if figures_dir is not None and len(ids) <= FIGURE_IMAGES:
-                from bloodcell.detect_outputs import write_png
+                from bloodcell.imageio import write_png
 
                 shown = raw[raw["score"] > cfg.score_threshold].assign(image_id=name)
                 write_png(figures_dir / figure_name(name), figure(bgr, shown, gt))

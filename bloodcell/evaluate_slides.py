@@ -19,9 +19,10 @@ import pandas as pd
 from bloodcell import metrics, plots
 from bloodcell.classes import CLASS_NAMES
 from bloodcell.decode import DecodeConfig
-from bloodcell.detect_outputs import annotate, write_png
+from bloodcell.detect_outputs import annotate
 from bloodcell.errors import UserError
 from bloodcell.evaluate import rounded, write_json
+from bloodcell.imageio import write_png
 from bloodcell.inference import load_detector, tile_detector
 from bloodcell.slide import WBC, SlideConfig, detect_slide
 

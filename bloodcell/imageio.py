@@ -112,13 +112,27 @@ def read_mask(path: str | Path) -> np.ndarray:
     return img > 0
 
 
-def encode_png(img: np.ndarray) -> bytes:
-    """Encode a uint8 (H, W, 3) BGR image or (H, W) mask as PNG bytes (deterministic)."""
+def encode_png(img: np.ndarray, level: int = 3) -> bytes:
+    """Encode a uint8 (H, W, 3) BGR image or (H, W) mask as PNG bytes (deterministic), with
+    zlib ``level`` 0-9 (3: fast, for data; 9: small, for figures)."""
     arr = img.astype(np.uint8) * 255 if img.dtype == bool else img
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, level])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+def write_png(path: str | Path, image: np.ndarray, level: int = 3) -> None:
+    """Write a uint8 (H, W, 3) BGR, (H, W, 4) BGRA or (H, W) gray image as a PNG file,
+    atomically (the bytes depend only on ``image`` and ``level``, see encode_png)."""
+    from bloodcell.atomic import atomic_file
+
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3
+                                                           and image.shape[2] in (1, 3, 4))):
+        raise ValueError(f"expected a uint8 BGR or gray image, got {image.dtype} {image.shape}")
+    data = encode_png(image, level)
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def decode_png(data: bytes, mask: bool = False) -> np.ndarray:

@@ -7,12 +7,8 @@ under it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
-
-from bloodcell.atomic import atomic_file
 
 CAPTION_PX = 16
 """Height of the caption strip under each tile, pixels."""
@@ -71,10 +67,5 @@ def contact_sheet(tiles: list[tuple[np.ndarray, str]], cols: int, tile_px: int) 
     return sheet
 
 
-def write_png(path: str | Path, img: np.ndarray) -> None:
-    """Write a uint8 BGR (or grey) image as PNG, atomically (the bytes depend only on ``img``)."""
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    if not ok:
-        raise RuntimeError(f"could not encode {path} as PNG")
-    with atomic_file(Path(path)) as tmp:
-        tmp.write_bytes(buf.tobytes())
+SHEET_LEVEL = 9
+"""zlib level of contact sheets written with bloodcell.imageio.write_png: small figures."""

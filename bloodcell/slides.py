@@ -29,9 +29,9 @@ from bloodcell.backgrounds import (
 from bloodcell.classes import CLASS_INDEX, CLASS_NAMES, PLATELET_CLASSES, WBC_CLASSES
 from bloodcell.compose import Cut, load_cuts, paste, split_ids, tight_box
 from bloodcell.draw import draw_boxes
-from bloodcell.imageio import encode_png
+from bloodcell.imageio import encode_png, write_png
 from bloodcell.seeds import rng_for
-from bloodcell.sheet import contact_sheet, write_png
+from bloodcell.sheet import SHEET_LEVEL, contact_sheet
 from bloodcell.synth import OBJECT_LABEL, Background, Placed, augment, background, overlaps
 from bloodcell.tile import TILE_PX as TILE
 
@@ -162,5 +162,5 @@ def run(split_csv: Path, extract_dirs: list[Path], outdir: Path, cfg: SlidesConf
                 tiles.append((draw_boxes(img, boxes, np.array([r[0] for r in rows])), name))
         (tmp / "ground_truth.json").write_text(json.dumps(coco(made), indent=1) + "\n")
         lineage_table(made).to_parquet(tmp / "objects.parquet", index=False)
-        write_png(tmp / "contact_sheet.png", contact_sheet(tiles, 3, 400))
+        write_png(tmp / "contact_sheet.png", contact_sheet(tiles, 3, 400), SHEET_LEVEL)
     log.info("slides: %d slides -> %s", len(made), outdir)

@@ -268,14 +268,15 @@ def generate(bgs: dict[str, dict[str, list]], cuts: dict[str, Cut], pool: dict[s
 def write_sheet(samples: list[tuple[np.ndarray, list[tuple]]], path: Path) -> None:
     """Contact sheet of a shard's first images with their boxes and class names."""
     from bloodcell.draw import draw_boxes
-    from bloodcell.sheet import contact_sheet, write_png
+    from bloodcell.imageio import write_png
+    from bloodcell.sheet import SHEET_LEVEL, contact_sheet
 
     tiles = []
     for img, rows in samples:
         boxes = np.array([r[6:10] for r in rows]).reshape(-1, 4)
         classes = np.array([r[4] for r in rows], int)
         tiles.append((draw_boxes(img, boxes, classes), rows[0][0] if rows else ""))
-    write_png(path, contact_sheet(tiles, 4, SIZE))
+    write_png(path, contact_sheet(tiles, 4, SIZE), SHEET_LEVEL)
 
 
 def run(split_csv: Path, extract_dirs: list[Path], backgrounds_dir: Path, outdir: Path,

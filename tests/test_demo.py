@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bloodcell.sheet import contact_sheet, write_png
+from bloodcell.imageio import write_png
+from bloodcell.sheet import contact_sheet
 from bloodcell.sources import demo_cells as dc
 from bloodcell.sources.demo import (
     DemoConfig,

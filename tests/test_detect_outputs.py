@@ -20,10 +20,10 @@ from bloodcell.detect_outputs import (
     summary_row,
     write_coco,
     write_geojson,
-    write_png,
     write_summary_csv,
 )
 from bloodcell.draw import CLASS_COLOURS_BGR
+from bloodcell.imageio import write_png
 
 
 def frame(rows: list[tuple]) -> pd.DataFrame:

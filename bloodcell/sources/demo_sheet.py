@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bloodcell.sheet import contact_sheet, write_png
+from bloodcell.imageio import write_png
+from bloodcell.sheet import SHEET_LEVEL, contact_sheet
 from bloodcell.sources import demo_cells as dc
 
 PER_ROW = 8
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0].startswith("-"):
         sys.stderr.write("usage: python -m bloodcell.sources.demo_sheet OUT.png\n")
         return 2
-    write_png(argv[0], contact_sheet(demo_tiles(), PER_ROW, TILE_PX))
+    write_png(argv[0], contact_sheet(demo_tiles(), PER_ROW, TILE_PX), SHEET_LEVEL)
     return 0
 
 
