@@ -49,6 +49,15 @@ LABEL_INDEX: dict[str, int] = {**CLASS_INDEX, UNTYPED_WBC: UNTYPED_WBC_INDEX}
 """Every label a sample or object may carry: the ten classes plus the untyped white cell."""
 
 
+def coco_categories() -> list[dict]:
+    """COCO categories of the ten classes: id = class index + 1, the class name, and a
+    supercategory ``wbc``, ``platelet`` or ``rbc`` (a fresh list on every call)."""
+    def group(name: str) -> str:
+        return "rbc" if name in RBC_CLASSES else "platelet" if name in PLATELET_CLASSES else "wbc"
+
+    return [{"id": i + 1, "name": n, "supercategory": group(n)} for i, n in enumerate(CLASS_NAMES)]
+
+
 def display_name(name: str) -> str:
     """The human-readable form of a class name (``_`` -> ``Healthy RBC``); other names (the
     untyped ``WBC``, a dataset's own classes) as they are."""

@@ -49,9 +49,8 @@ from bloodcell.classes import (
     DISPLAY_NAMES,
     HEALTHY_IDX,
     INFECTED_IDX,
-    PLATELET_CLASSES,
-    RBC_CLASSES,
     WBC_IDX,
+    coco_categories,
 )
 from bloodcell.draw import CLASS_COLOURS_BGR
 
@@ -263,10 +262,6 @@ def _write_json(doc: object, path: str | Path) -> None:
         tmp.write_text(text + "\n", encoding="utf-8", newline="\n")
 
 
-def _supercategory(name: str) -> str:
-    return "rbc" if name in RBC_CLASSES else "platelet" if name in PLATELET_CLASSES else "wbc"
-
-
 def write_coco(detections: pd.DataFrame, images: Sequence[tuple[str, str, int, int]],
                path: str | Path) -> None:
     """Write detections as a COCO detection file with scores (loads with pycocotools COCO()).
@@ -293,12 +288,10 @@ def write_coco(detections: pd.DataFrame, images: Sequence[tuple[str, str, int, i
                     "category_id": int(r.class_idx) + 1, "bbox": [r.x, r.y, r.w, r.h],
                     "area": _num(r.w * r.h, 2), "iscrowd": 0, "score": r.score}
                    for k, r in enumerate(det.itertuples(index=False))]
-    categories = [{"id": i + 1, "name": n, "supercategory": _supercategory(n)}
-                  for i, n in enumerate(CLASS_NAMES)]
     doc = {"info": {"description": "bloodcell detect results; bbox is [x, y, w, h], top-left, "
                                    "in input-image pixels", "version": __version__},
            "licenses": [], "images": coco_images, "annotations": annotations,
-           "categories": categories}
+           "categories": coco_categories()}
     _write_json(doc, path)
 
 

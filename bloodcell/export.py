@@ -37,9 +37,8 @@ from bloodcell.atomic import atomic_dir, check_output
 from bloodcell.classes import (
     CLASS_NAMES,
     DISPLAY_NAMES,
-    PLATELET_CLASSES,
-    RBC_CLASSES,
     RBC_IDX,
+    coco_categories,
 )
 from bloodcell.errors import UserError
 from bloodcell.samples import read_parquet
@@ -187,10 +186,6 @@ def original_label(row: dict) -> dict:
     }
 
 
-def _supercategory(name: str) -> str:
-    return "rbc" if name in RBC_CLASSES else "platelet" if name in PLATELET_CLASSES else "wbc"
-
-
 class CocoWriter:
     """images/<id>.png (stored bytes) and annotations.json (COCO detection, bbox x, y, w, h
     from the top-left, in pixels)."""
@@ -217,10 +212,9 @@ class CocoWriter:
 
     def close(self) -> None:
         """Write annotations.json with all 10 categories (id = class index + 1)."""
-        cats = [{"id": i + 1, "name": n, "supercategory": _supercategory(n)}
-                for i, n in enumerate(CLASS_NAMES)]
         doc = {"info": coco_info(self.splits), "licenses": [COCO_LICENSE],
-               "images": self.images, "annotations": self.annotations, "categories": cats}
+               "images": self.images, "annotations": self.annotations,
+               "categories": coco_categories()}
         (self.out / "annotations.json").write_text(json.dumps(doc, separators=(",", ":")))
 
 

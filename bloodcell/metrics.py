@@ -29,7 +29,7 @@ import pandas as pd
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bloodcell.classes import CLASS_NAMES, UNTYPED_WBC_INDEX, WBC_CLASSES
+from bloodcell.classes import CLASS_NAMES, UNTYPED_WBC_INDEX, WBC_CLASSES, coco_categories
 from bloodcell.classes import HEALTHY_IDX as HEALTHY
 from bloodcell.classes import INFECTED_IDX as INFECTED
 
@@ -126,7 +126,7 @@ def _coco_pair(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str],
     id_map = {s: n + 1 for n, s in enumerate(ids)}
     images = [{"id": id_map[s], "file_name": s, "width": int(sizes[s][0]),
                "height": int(sizes[s][1])} for s in ids]
-    cats = [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)]
+    cats = coco_categories()
     pair = []
     for df, with_score in ((gt, False), (det, True)):
         coco = COCO()

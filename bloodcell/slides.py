@@ -26,7 +26,13 @@ from bloodcell.backgrounds import (
     rbc_pools,
     recipe_rows,
 )
-from bloodcell.classes import CLASS_INDEX, CLASS_NAMES, PLATELET_CLASSES, WBC_CLASSES
+from bloodcell.classes import (
+    CLASS_INDEX,
+    CLASS_NAMES,
+    PLATELET_CLASSES,
+    WBC_CLASSES,
+    coco_categories,
+)
 from bloodcell.compose import Cut, load_cuts, paste, split_ids, tight_box
 from bloodcell.draw import draw_boxes
 from bloodcell.imageio import encode_png, write_png
@@ -125,8 +131,7 @@ def coco(slides: list[tuple[str, tuple[int, int], list]]) -> dict:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": c + 1, "bbox": [x, y, bw, bh],
                                 "area": bw * bh, "iscrowd": 0})
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)]
-    return {"images": images, "annotations": annotations, "categories": categories}
+    return {"images": images, "annotations": annotations, "categories": coco_categories()}
 
 
 def lineage_table(slides: list[tuple[str, tuple[int, int], list]]) -> pd.DataFrame:
