@@ -198,19 +198,26 @@ def summary_row(image_id: str, detections: pd.DataFrame) -> dict:
     Only the rows of ``detections`` whose image_id is ``image_id`` are counted, so the frame of
     a whole run may be passed.
     """
+    from bloodcell.metrics import parasitemia, wbc_differential
+
     det = checked_detections(detections)
     det = det[det["image_id"] == str(image_id)]
     counts = np.bincount(det["class_idx"].to_numpy(), minlength=len(CLASS_NAMES))
+    by_name = {name: int(n) for name, n in zip(CLASS_NAMES, counts)}
     row: dict = {"image_id": str(image_id)}
     row.update({col: int(n) for col, n in zip(COUNT_COLUMNS, counts)})
-    n_wbc = int(sum(counts[i] for i in WBC_IDX))
-    n_rbc = int(counts[INFECTED_IDX] + counts[HEALTHY_IDX])
-    row["n_wbc"], row["n_rbc"] = n_wbc, n_rbc
+    row["n_wbc"] = int(sum(counts[i] for i in WBC_IDX))
+    row["n_rbc"] = int(counts[INFECTED_IDX] + counts[HEALTHY_IDX])
+    differential = wbc_differential(by_name)
     for col, i in zip(DIFFERENTIAL_COLUMNS, WBC_IDX):
-        row[col] = _num(100.0 * counts[i] / n_wbc, 2) if n_wbc else math.nan
-    row["parasitemia_pct"] = (_num(100.0 * counts[INFECTED_IDX] / n_rbc, 2) if n_rbc
-                              else math.nan)
+        row[col] = _pct(differential[CLASS_NAMES[i]])
+    row["parasitemia_pct"] = _pct(parasitemia(by_name))
     return row
+
+
+def _pct(value: float | None) -> float:
+    """A percentage rounded to 2 decimals, NaN where undefined (None)."""
+    return math.nan if value is None else _num(value, 2)
 
 
 def _cell(column: str, value: object) -> str:
