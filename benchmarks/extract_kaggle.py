@@ -24,8 +24,8 @@ def main() -> None:
     args = ap.parse_args()
     root = args.workdir / f"kaggle-{args.per_class}"
     if not (root / "cell_images").is_dir():
-        from bloodcell.atomic import atomic_dir
-        from bloodcell.sources.demo import make_kaggle
+        from bloodcell.common.atomic import atomic_dir
+        from bloodcell.sources.demo.databases import make_kaggle
 
         t0 = time.perf_counter()
         with atomic_dir(root) as tmp:

@@ -50,10 +50,10 @@ def slides(detect, folder: Path, repeats: int) -> None:
     import cv2
     import numpy as np
 
-    from bloodcell.detect_outputs import annotate, write_geojson
-    from bloodcell.imageio import write_png
-    from bloodcell.slide import SlideConfig, detect_slide
-    from bloodcell.smear_io import read_smear
+    from bloodcell.common.image_files import write_png
+    from bloodcell.detect.outputs import annotate, write_geojson
+    from bloodcell.detect.smear_reader import read_smear
+    from bloodcell.detect.whole_smear import SlideConfig, detect_slide
 
     paths = sorted(folder.glob("images/*.png"))
     if not paths:
@@ -90,10 +90,10 @@ def main() -> None:
     a = p.parse_args()
     import tensorflow as tf
 
-    from bloodcell import model
-    from bloodcell.decode import DecodeConfig
-    from bloodcell.inference import load_detector, tile_detector
-    from bloodcell.train_options import ORIGINAL_ANCHORS
+    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.model import network as model
+    from bloodcell.model.decode import DecodeConfig
+    from bloodcell.model.inference import load_detector, tile_detector
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
     trained = a.model.is_file()

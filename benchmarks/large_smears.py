@@ -115,10 +115,10 @@ def stand_in(tiles: np.ndarray) -> tuple[np.ndarray, ...]:
 def model_detector(path: Path):
     """The compiled tile detector of a trained model, as ``bloodcell detect`` builds it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from bloodcell.cli_train import set_tf_threads
-    from bloodcell.decode import DecodeConfig
-    from bloodcell.inference import load_detector, tile_detector
-    from bloodcell.train_options import ORIGINAL_ANCHORS
+    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.model.decode import DecodeConfig
+    from bloodcell.model.inference import load_detector, tile_detector
+    from bloodcell.train.commands import set_tf_threads
 
     set_tf_threads()
     return tile_detector(load_detector(path), ORIGINAL_ANCHORS, DecodeConfig())
@@ -127,8 +127,8 @@ def model_detector(path: Path):
 def walk(path: Path, scale: float, detect, batch: int, overview: int) -> int:
     """Open the smear, walk its scaled view tile row by tile row in batches of tiles (as
     slide.run_tiles does) through ``detect``; the number of boxes found."""
-    from bloodcell.slide import cut_tiles, tile_origins
-    from bloodcell.smear_io import open_smear
+    from bloodcell.detect.smear_reader import open_smear
+    from bloodcell.detect.whole_smear import cut_tiles, tile_origins
 
     found = 0
     with open_smear(path) as smear:
@@ -149,8 +149,8 @@ def child(a: argparse.Namespace) -> None:
 
     import zarr  # noqa: F401 - loaded lazily by open_smear
 
-    import bloodcell.slide  # noqa: F401 - imports before the baseline
-    import bloodcell.smear_io  # noqa: F401
+    import bloodcell.detect.smear_reader  # noqa: F401
+    import bloodcell.detect.whole_smear  # noqa: F401 - imports before the baseline
 
     detect = model_detector(a.model) if a.model else stand_in
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

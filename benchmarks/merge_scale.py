@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bloodcell.slide import (
+from bloodcell.detect.whole_smear import (
     TILE,
     class_nms,
     seam_lines,

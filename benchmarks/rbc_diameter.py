@@ -1,4 +1,4 @@
-"""How close `--rbc-diameter auto` (bloodcell.rbc_size) comes to the annotated RBC sizes.
+"""How close `--rbc-diameter auto` (bloodcell.detect.rbc_size) comes to the annotated RBC sizes.
 
 Per image, the reference is the median over its annotated RBC boxes of sqrt(w * h) (the side of
 the square of the box's area), in the image's pixels; per dataset the script prints the median
@@ -42,7 +42,7 @@ try:  # noqa: E402
 except ImportError:  # pragma: no cover
     import xml.etree.ElementTree as ET  # noqa: N817
 
-from bloodcell.rbc_size import cell_mask, estimate_rbc_diameter, fill_small_holes  # noqa: E402
+from bloodcell.detect.rbc_size import cell_mask, estimate_rbc_diameter, fill_small_holes  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MIN_BOXES = 5

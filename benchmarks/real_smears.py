@@ -7,7 +7,7 @@ Runs `bloodcell evaluate-images` (the same slide detection as `bloodcell detect`
 - IML's evaluation list (P. vivax thin smears, classes mapped to infected / healthy; RBCs
   about 82 px), the list config/lists/iml-eval.txt when it exists, else every image present;
 
-each also with --rbc-diameter auto (estimated per image) when bloodcell.rbc_size is there,
+each also with --rbc-diameter auto (estimated per image) when bloodcell.detect.rbc_size is there,
 and prints mAP@0.5 overall and per class, infected F1, parasitemia error and seconds.
 
     python benchmarks/real_smears.py --model models/detector.keras [--data ../shared/data]
@@ -40,7 +40,7 @@ def runs(data: Path) -> list[tuple[str, list[str]]]:
             ("iml-eval", [iml / "IML_Malaria", "--labels", iml / "annotations.json",
                           "--format", "iml", "--class-map", "iml",
                           *(["--images-list", IML_LIST] if IML_LIST.is_file() else [])], "82")]
-    auto = importlib.util.find_spec("bloodcell.rbc_size") is not None
+    auto = importlib.util.find_spec("bloodcell.detect.rbc_size") is not None
     out = []
     for name, args, diameter in sets:
         out.append((f"{name} d={diameter}px", [*map(str, args), "--rbc-diameter", diameter]))

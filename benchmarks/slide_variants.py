@@ -4,7 +4,7 @@ For each variant: COCO mAP@0.5, WBC type accuracy, mean count error per class, p
 error (percentage points, mean over slides) and seconds per 1000x1000 px of slide (detection
 only: tiling, the compiled model calls, stitching, second pass and merge; the image is read
 before the clock starts). The same measures as the evaluate_slides stage
-(bloodcell/evaluate_slides.py), on the slides of a pipeline run.
+(bloodcell/evaluate/whole_slides.py), on the slides of a pipeline run.
 
     python benchmarks/slide_variants.py --run DIR [--variants NAME ...]
 
@@ -37,7 +37,7 @@ VARIANTS = {
 
 
 def slide_config(params: dict, fields: dict):
-    from bloodcell.slide import TILE, SlideConfig
+    from bloodcell.detect.whole_smear import TILE, SlideConfig
 
     s = params["slide_detection"]
     base = SlideConfig(merge_iou=s["merge_iou"], adjacency_px=s["adjacency_px"])
@@ -49,8 +49,8 @@ def slide_config(params: dict, fields: dict):
 def measure(detect, slides: list, gt, cfg) -> dict:
     import pandas as pd
 
-    from bloodcell.evaluate_slides import variant_metrics
-    from bloodcell.slide import detect_slide
+    from bloodcell.detect.whole_smear import detect_slide
+    from bloodcell.evaluate.whole_slides import variant_metrics
 
     found, seconds, megapixels = [], 0.0, 0.0
     for iid, rgb in slides:
@@ -75,12 +75,12 @@ def main() -> None:
     import numpy as np
     import yaml
 
-    from bloodcell.cli_train import set_tf_threads
-    from bloodcell.decode import DecodeConfig
-    from bloodcell.evaluate_slides import load_slides
-    from bloodcell.inference import load_detector, tile_detector
-    from bloodcell.model_card import model_anchors
-    from bloodcell.train_options import ORIGINAL_ANCHORS, parse_anchors
+    from bloodcell.common.option_types import ORIGINAL_ANCHORS, parse_anchors
+    from bloodcell.evaluate.whole_slides import load_slides
+    from bloodcell.model.card import model_anchors
+    from bloodcell.model.decode import DecodeConfig
+    from bloodcell.model.inference import load_detector, tile_detector
+    from bloodcell.train.commands import set_tf_threads
 
     set_tf_threads()
     params = yaml.safe_load((a.run / "params.yaml").read_text())

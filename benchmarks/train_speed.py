@@ -44,8 +44,10 @@ def rate(step, batches, repeats: int) -> float:
 def measure(kind: str, files: list[str], batch: int, steps: int) -> dict[str, float]:
     import keras
 
-    from bloodcell import data, model, train
-    from bloodcell.train_options import ORIGINAL_ANCHORS
+    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.model import network as model
+    from bloodcell.train import input_pipeline as data
+    from bloodcell.train import loop as train
 
     cfg = train.TrainConfig(kind, 1, batch, ((1, 1e-3),), 1, anchors=ORIGINAL_ANCHORS)
     import tensorflow as tf

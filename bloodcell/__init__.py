@@ -1,6 +1,6 @@
 """bloodcell: a reproducible pipeline for blood-cell and malaria detection in blood smears.
 
-``from bloodcell import Detector`` gives the Python API (bloodcell.detector), imported on first
+``from bloodcell import Detector`` gives the Python API (bloodcell.detect.api), imported on first
 use so that ``import bloodcell`` stays light.
 """
 
@@ -10,7 +10,7 @@ __all__ = ["Detector", "__version__"]
 
 def __getattr__(name: str):
     if name == "Detector":
-        from bloodcell.detector import Detector
+        from bloodcell.detect.api import Detector
 
         return Detector
     raise AttributeError(f"module 'bloodcell' has no attribute {name!r}")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bloodcell import __version__
-from bloodcell.errors import UserError
+from bloodcell.common.errors import UserError
 
 log = logging.getLogger("bloodcell")
 
@@ -197,15 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=share, default=0.1)
 
     add_dataset_parsers(sub)
-    from bloodcell import (
-        cli_train,
-        data_report,
-        detect,
-        evaluate_images,
-        export,
-        lineage,
-        real_tiles,
-    )
+    from bloodcell.dataset import real_tiles
+    from bloodcell.detect import command as detect
+    from bloodcell.evaluate import annotated_images as evaluate_images
+    from bloodcell.provenance import data_report, export, lineage
+    from bloodcell.train import commands as cli_train
 
     real_tiles.add_parser(sub)
     data_report.add_parser(sub)
@@ -296,7 +292,7 @@ def add_dataset_parsers(sub) -> None:
 
 
 def cmd_dataset_stats(a: argparse.Namespace) -> None:
-    from bloodcell.dataset_stats import run
+    from bloodcell.dataset.stats import run
 
     run(a.shards, a.metrics, a.plot)
 
@@ -309,7 +305,7 @@ def check_range(option: str, pair: list[int]) -> None:
 
 
 def cmd_backgrounds(a: argparse.Namespace) -> None:
-    from bloodcell.backgrounds import BackgroundConfig, run
+    from bloodcell.dataset.backgrounds import BackgroundConfig, run
 
     check_range("--rbc-count", a.rbc_count)
     cfg = BackgroundConfig(a.seed, a.split, a.per_kind, a.size, *a.rbc_count, a.max_iou,
@@ -318,8 +314,8 @@ def cmd_backgrounds(a: argparse.Namespace) -> None:
 
 
 def cmd_synth(a: argparse.Namespace) -> None:
-    from bloodcell.shards import shard_key
-    from bloodcell.synth import SynthConfig, run
+    from bloodcell.dataset.shards import shard_key
+    from bloodcell.dataset.synth import SynthConfig, run
 
     try:
         split, shard = shard_key(a.shard)
@@ -334,8 +330,8 @@ def cmd_synth(a: argparse.Namespace) -> None:
 
 
 def cmd_slides(a: argparse.Namespace) -> None:
-    from bloodcell.backgrounds import BackgroundConfig
-    from bloodcell.slides import SlidesConfig, run
+    from bloodcell.dataset.backgrounds import BackgroundConfig
+    from bloodcell.dataset.synthetic_slides import SlidesConfig, run
 
     for option in ("rbc_count", "wbc", "thrombocytes", "clumps"):
         check_range(f"--{option.replace('_', '-')}", getattr(a, option))
@@ -347,24 +343,24 @@ def cmd_slides(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    from bloodcell.export import cmd_export as run
+    from bloodcell.provenance.export import cmd_export as run
 
     run(a)
 
 
 def cmd_lineage(a: argparse.Namespace) -> None:
-    from bloodcell.lineage import cmd_lineage as run
+    from bloodcell.provenance.lineage import cmd_lineage as run
 
     run(a)
 
 
 def cmd_demo_sources(a: argparse.Namespace) -> None:
-    from bloodcell.atomic import atomic_dir
-    from bloodcell.sources.demo import DemoConfig, make_demo_sources
+    from bloodcell.common.atomic import atomic_dir
+    from bloodcell.sources.demo.databases import DemoConfig, make_demo_sources
 
     cfg = DemoConfig(a.seed, a.lisc_per_class, a.lisc_mixt, a.iumc_per_class, a.mamic_fields,
                      a.kaggle_per_class)
-    from bloodcell.extract import worker_count
+    from bloodcell.sources.extract import worker_count
 
     with atomic_dir(a.outdir, a.command) as tmp:
         make_demo_sources(tmp, cfg, workers=worker_count())
@@ -372,8 +368,8 @@ def cmd_demo_sources(a: argparse.Namespace) -> None:
 
 
 def cmd_extract(a: argparse.Namespace) -> None:
-    from bloodcell.atomic import check_output
-    from bloodcell.extract import run_jobs, worker_count, write_extract
+    from bloodcell.common.atomic import check_output
+    from bloodcell.sources.extract import run_jobs, worker_count, write_extract
 
     db = a.command.removeprefix("extract-")
     inputs = [a.root, getattr(a, "crops", None), getattr(a, "images_list", None)]
@@ -413,14 +409,13 @@ def cmd_extract(a: argparse.Namespace) -> None:
 
 
 def cmd_split(a: argparse.Namespace) -> None:
-    from bloodcell.split import SplitConfig, run
+    from bloodcell.dataset.split import SplitConfig, run
 
     run(a.extracts, a.out, SplitConfig(a.seed, a.train, a.valid, a.test))
 
 
 def cmd_params(a: argparse.Namespace) -> None:
-    from bloodcell import params
-
+    from bloodcell.common import params
     if a.params_command == "check":
         params.check(a.file)
         print(f"{a.file}: valid")

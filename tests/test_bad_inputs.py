@@ -310,8 +310,7 @@ class World:
 
     @cached_property
     def detector(self) -> Path:
-        from bloodcell import model
-
+        from bloodcell.model import network as model
         path = self.root / "models" / "detector.keras"
         path.parent.mkdir(exist_ok=True)
         model.detector().save(path)
@@ -319,8 +318,7 @@ class World:
 
     @cached_property
     def classifier(self) -> Path:
-        from bloodcell import model
-
+        from bloodcell.model import network as model
         path = self.root / "models" / "classifier.keras"
         path.parent.mkdir(exist_ok=True)
         model.classifier().save(path)
@@ -370,7 +368,7 @@ class World:
 
 def has_sample(out: Path, prefix: str) -> Callable[[], None]:
     def check() -> None:
-        from bloodcell.samples import read_pack
+        from bloodcell.dataset.samples import read_pack
 
         ids = read_pack(out / "samples.parquet", ["sample_id"]).column("sample_id").to_pylist()
         assert any(i.startswith(prefix) for i in ids), (prefix, ids)
@@ -1514,7 +1512,7 @@ def class_map_for(ctx: Ctx, fmt: str) -> str | Path:
 
 def class_map_spoils() -> dict[str, tuple[bytes | None, tuple]]:
     """Bad class-map YAML files: name -> (content, words of the error); None: absent."""
-    good = yaml.safe_load((PROJECT / "bloodcell/class_maps/bccd.yaml").read_text())
+    good = yaml.safe_load((PROJECT / "bloodcell/sources/class_maps/bccd.yaml").read_text())
     no_train = {k: v for k, v in good.items() if k != "train"}
     unreached = {**good, "classes": [*good["classes"], "Sickle"]}
     return {
@@ -2094,8 +2092,7 @@ def world(tmp_path_factory) -> World:
 def _quiet_tf(monkeypatch):
     """TensorFlow's thread counts can only be set before it starts; in this process they are
     whatever the first test left, so the commands' setting is skipped here."""
-    from bloodcell import cli_train
-
+    from bloodcell.train import commands as cli_train
     monkeypatch.setattr(cli_train, "set_tf_threads", lambda: None)
 
 
@@ -2108,8 +2105,7 @@ def test_bad_input(case: Case, world: World, tmp_path: Path, capfd, monkeypatch)
     monkeypatch.chdir(cwd)
     run = case.build(Ctx(world, scratch, monkeypatch))
     if case.fake_model:
-        from bloodcell import inference
-
+        from bloodcell.model import inference
         monkeypatch.setattr(inference, "load_detector", lambda path: None)
         monkeypatch.setattr(inference, "tile_detector", lambda *a, **k: fake_detector)
     before = snapshot(scratch)

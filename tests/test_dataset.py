@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bloodcell.shards import read_records
-from bloodcell.sources.demo import DemoConfig, make_demo_sources
+from bloodcell.dataset.shards import read_records
+from bloodcell.sources.demo.databases import DemoConfig, make_demo_sources
 from conftest import run_cli
 
 DBS = ["lisc", "iumc", "mamic", "kaggle"]
@@ -156,7 +156,7 @@ def test_slides_have_coco_truth_and_cells_on_seams(data):
 
 
 def test_export_round_trips_real_shards(data, tmp_path, capsys):
-    from bloodcell.export import read_coco
+    from bloodcell.provenance.export import read_coco
 
     cli(["export", "--format", "coco", "valid", tmp_path / "coco", "--synth", data / "synth"],
         capsys)
@@ -167,7 +167,7 @@ def test_export_round_trips_real_shards(data, tmp_path, capsys):
 
 
 def test_lineage_reaches_the_raw_file(data, capsys):
-    from bloodcell.lineage import lineage
+    from bloodcell.provenance.lineage import lineage
 
     rows = lineage("train-0-000003", data)
     assert rows and all(len(r["raw_sha256"]) == 64 for r in rows)
@@ -185,7 +185,7 @@ def test_synth_without_backgrounds_or_with_a_bad_shard_name_exits_2(data, tmp_pa
 
 
 def test_reverse_lineage_finds_everything_made_from_a_raw_file(data, capsys):
-    from bloodcell.withdraw import descendants
+    from bloodcell.provenance.raw_file_uses import descendants
 
     o = objects(data, "train-0")
     rbc = o[(o.class_idx == 9) & o.sample_id.str.startswith("kaggle/")].sample_id.iloc[0]

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bloodcell.imageio import write_png
-from bloodcell.sheet import contact_sheet
-from bloodcell.sources import demo_cells as dc
-from bloodcell.sources.demo import (
+from bloodcell.common.contact_sheet import contact_sheet
+from bloodcell.common.image_files import write_png
+from bloodcell.sources.demo import cells as dc
+from bloodcell.sources.demo.databases import (
     DemoConfig,
     kaggle_names,
     lisc_border_case,
@@ -197,7 +197,7 @@ def test_contact_sheet_letterboxes_and_writes(tmp_path):
 
 
 def median_size(pack: Path, classes: set[str]) -> float:
-    from bloodcell.samples import read_pack
+    from bloodcell.dataset.samples import read_pack
 
     t = read_pack(pack, columns=["class_name", "width", "height"]).to_pydict()
     sizes = [max(w, h) for c, w, h in zip(t["class_name"], t["width"], t["height"])

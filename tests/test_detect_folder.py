@@ -14,10 +14,10 @@ import cv2
 import pytest
 from test_slide import fake_detect, scene
 
-from bloodcell.detect import detect_images
-from bloodcell.detect_folder import STATE, output_names
-from bloodcell.detector import Detector
-from bloodcell.slide import SlideConfig
+from bloodcell.detect.api import Detector
+from bloodcell.detect.command import detect_images
+from bloodcell.detect.folder_run import STATE, output_names
+from bloodcell.detect.whole_smear import SlideConfig
 
 SETTINGS = {"model_sha256": "0" * 64, "scale": 1.0}
 CELLS = [(2, 30, 40, 60, 50), (9, 150, 120, 34, 34), (8, 260, 200, 34, 36)]
@@ -77,7 +77,7 @@ def test_a_bad_file_is_one_failed_row_and_the_others_are_whole(tmp_path):
 
 
 def test_fail_fast_stops_at_the_first_bad_file(tmp_path):
-    from bloodcell.errors import UserError
+    from bloodcell.common.errors import UserError
 
     bad = tmp_path / "in" / "a.png"
     bad.parent.mkdir()

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from pycocotools.coco import COCO
 
-from bloodcell.classes import CLASS_INDEX, CLASS_NAMES
-from bloodcell.detect_outputs import (
+from bloodcell.common.classes import CLASS_INDEX, CLASS_NAMES
+from bloodcell.common.draw import CLASS_COLOURS_BGR
+from bloodcell.common.image_files import write_png
+from bloodcell.detect.outputs import (
     SUMMARY_COLUMNS,
     annotate,
     summary_row,
@@ -22,8 +24,6 @@ from bloodcell.detect_outputs import (
     write_geojson,
     write_summary_csv,
 )
-from bloodcell.draw import CLASS_COLOURS_BGR
-from bloodcell.imageio import write_png
 
 
 def frame(rows: list[tuple]) -> pd.DataFrame:

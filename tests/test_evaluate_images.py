@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from bloodcell import class_map as cm
-from bloodcell import evaluate_images as ei
-from bloodcell.classes import CLASS_INDEX, CLASS_NAMES
-from bloodcell.errors import UserError
+from bloodcell.common.classes import CLASS_INDEX, CLASS_NAMES
+from bloodcell.common.errors import UserError
+from bloodcell.evaluate import annotated_images as ei
+from bloodcell.sources import class_map as cm
 from conftest import run_cli
 
 RBC_MODEL = ["Infected", "_"]
@@ -256,8 +256,7 @@ def cli(args: list) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def untrained_model(tmp_path_factory) -> Path:
     """A randomly initialised detector saved as .keras (its detections are arbitrary)."""
-    from bloodcell import model
-
+    from bloodcell.model import network as model
     path = tmp_path_factory.mktemp("model") / "detector.keras"
     model.detector().save(path)
     return path

@@ -16,12 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from bloodcell.atomic import MARKER
-from bloodcell.classes import CLASS_NAMES, DISPLAY_NAMES
-from bloodcell.errors import UserError
-from bloodcell.export import READERS, add_parser, run_export
-from bloodcell.samples import PACK_NAME, PACK_SCHEMA
-from bloodcell.shards import (
+from bloodcell.common.atomic import MARKER
+from bloodcell.common.classes import CLASS_NAMES, DISPLAY_NAMES
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.samples import PACK_NAME, PACK_SCHEMA
+from bloodcell.dataset.shards import (
     OBJECT_SCHEMA,
     OBJECTS_NAME,
     TFRECORD_NAME,
@@ -29,6 +28,7 @@ from bloodcell.shards import (
     encode_example,
     image_id,
 )
+from bloodcell.provenance.export import READERS, add_parser, run_export
 
 SPLIT = "train"
 N_SHARDS, PER_SHARD = 2, 3

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bloodcell.samples import decode_row, read_pack
+from bloodcell.dataset.samples import decode_row, read_pack
 from conftest import make_iumc, make_kaggle, make_lisc, make_mamic, run_cli, write
 
 

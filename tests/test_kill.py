@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bloodcell.atomic import MARKER
+from bloodcell.common.atomic import MARKER
 from conftest import make_kaggle
 
 SEED = 13
@@ -280,8 +280,8 @@ def test_training(tmp_path):
 def untrained_model(tmp_path_factory) -> Path:
     """A randomly initialised detector saved as .keras, in a fresh process."""
     path = tmp_path_factory.mktemp("model") / "detector.keras"
-    code = ("import sys; from bloodcell.cli_train import set_tf_threads; set_tf_threads(); "
-            "from bloodcell import model; model.detector().save(sys.argv[1])")
+    code = ("import sys; from bloodcell.train.commands import set_tf_threads; set_tf_threads(); "
+            "from bloodcell.model import network; network.detector().save(sys.argv[1])")
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=600)
     return path
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from test_export import SAMPLES, SPLIT, make_data_root, objects_of, sha
 
-from bloodcell.errors import UserError
-from bloodcell.lineage import add_parser, format_lineage, lineage
-from bloodcell.shards import TFRECORD_NAME
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.shards import TFRECORD_NAME
+from bloodcell.provenance.lineage import add_parser, format_lineage, lineage
 
 
 @pytest.fixture

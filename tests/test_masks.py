@@ -6,8 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bloodcell.masks import cell_on_black, cell_on_light, components, fill_holes, touches_border
-from bloodcell.scale import crop, mask_box, rescale
+from bloodcell.dataset.masks import (
+    cell_on_black,
+    cell_on_light,
+    components,
+    fill_holes,
+    touches_border,
+)
+from bloodcell.dataset.scale import crop, mask_box, rescale
 
 
 def ring(size=100, r_out=30, r_in=10):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bloodcell.classes import CLASS_NAMES
-from bloodcell.metrics import (
+from bloodcell.common.classes import CLASS_NAMES
+from bloodcell.evaluate.metrics import (
     box_iou,
     coco_metrics,
     count_errors,

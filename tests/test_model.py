@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bloodcell import model as models
-from bloodcell.decode import DecodeConfig, decode_boxes, detect_batch, to_frame
-from bloodcell.loss import LossWeights, classifier_loss, detector_loss, detector_terms
-from bloodcell.targets import detector_targets, multi_hot
-from bloodcell.train_options import (
+from bloodcell.common.option_types import (
     ORIGINAL_ANCHORS,
     learning_rate,
     parse_anchors,
     parse_schedule,
 )
+from bloodcell.model import network as models
+from bloodcell.model.decode import DecodeConfig, decode_boxes, detect_batch, to_frame
+from bloodcell.train.loss import LossWeights, classifier_loss, detector_loss, detector_terms
+from bloodcell.train.targets import detector_targets, multi_hot
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,8 @@ def test_folding_batchnorm_keeps_the_outputs_and_drops_the_bn_layers(nets):
 
 
 def test_load_detector_refuses_the_classifier_and_a_broken_file(nets, tmp_path):
-    from bloodcell.errors import UserError
-    from bloodcell.inference import load_detector
+    from bloodcell.common.errors import UserError
+    from bloodcell.model.inference import load_detector
 
     nets[0].save(tmp_path / "classifier.keras")
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
@@ -213,8 +213,8 @@ def test_any_type_asks_an_untyped_white_cell_for_some_type_not_a_given_one(form)
 
 
 def test_grouped_scoring_sums_a_groups_classes_and_keeps_its_best_class():
-    from bloodcell.class_map import load_class_map, model_groups
-    from bloodcell.decode import best_class
+    from bloodcell.model.decode import best_class
+    from bloodcell.sources.class_map import load_class_map, model_groups
 
     probs = tf.constant([[0.15, 0.1, 0.12, 0.13, 0.1, 0.0, 0.0, 0.0, 0.0, 0.4],
                          [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4]])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bloodcell import model_card
-from bloodcell.errors import UserError
-from bloodcell.train_options import ORIGINAL_ANCHORS
+from bloodcell.common.errors import UserError
+from bloodcell.common.option_types import ORIGINAL_ANCHORS
+from bloodcell.model import card as model_card
 
 ANCHORS = ((2.5, 2.5), (5.0, 3.0))
 
@@ -17,8 +17,8 @@ ANCHORS = ((2.5, 2.5), (5.0, 3.0))
 @pytest.fixture(scope="module")
 def carded(tmp_path_factory) -> Path:
     """An untrained detector saved with a card, as train-detector saves it."""
-    from bloodcell.model import detector
-    from bloodcell.train import save_model
+    from bloodcell.model.network import detector
+    from bloodcell.train.loop import save_model
 
     folder = tmp_path_factory.mktemp("card")
     shard = folder / "train-0"
@@ -33,7 +33,7 @@ def carded(tmp_path_factory) -> Path:
 
 
 def test_the_card_travels_inside_the_keras_file(carded):
-    from bloodcell.inference import load_detector
+    from bloodcell.model.inference import load_detector
 
     card = model_card.read_card(carded)
     assert card["anchors"] == [[2.5, 2.5], [5.0, 3.0]] and card["tile_px"] == 224
@@ -63,8 +63,8 @@ def test_a_model_without_a_card_keeps_the_command_line(tmp_path):
 
 
 def test_the_saved_file_is_byte_stable(carded, tmp_path):
-    from bloodcell.model import detector
-    from bloodcell.train import save_model
+    from bloodcell.model.network import detector
+    from bloodcell.train.loop import save_model
 
     card = model_card.read_card(carded)
     net = detector()

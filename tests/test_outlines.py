@@ -1,4 +1,4 @@
-"""Cell outlines and measurements (bloodcell.outlines) and their GeoJSON for QuPath."""
+"""Cell outlines and measurements (bloodcell.detect.outlines) and their GeoJSON for QuPath."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bloodcell.detect_outputs import write_geojson
-from bloodcell.outlines import cell_shape, cell_shapes, mean_od
+from bloodcell.detect.outlines import cell_shape, cell_shapes, mean_od
+from bloodcell.detect.outputs import write_geojson
 
 
 def disc_image(side: int, centre: tuple[int, int], radius: int) -> np.ndarray:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bloodcell import params
-from bloodcell.errors import UserError
+from bloodcell.common import params
+from bloodcell.common.errors import UserError
 from conftest import PROJECT, run_cli
 
 

@@ -3,7 +3,7 @@ every label and params reader (issue 13, part 5).
 
 Boxes are (x, y, w, h) in pixels with a top-left origin throughout. Readers fed arbitrary
 bytes or arbitrary documents may succeed or refuse; the only exception that may escape them is
-bloodcell.errors.UserError (a one-line message for the user).
+bloodcell.common.errors.UserError (a one-line message for the user).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bloodcell import export, metrics
-from bloodcell.classes import DISPLAY_NAMES
-from bloodcell.errors import UserError
+from bloodcell.common.classes import DISPLAY_NAMES
+from bloodcell.common.errors import UserError
+from bloodcell.evaluate import metrics
+from bloodcell.provenance import export
 from conftest import PROJECT
 
 SCALE = float(os.environ.get("BLOODCELL_HYPOTHESIS_SCALE", "1"))
@@ -101,7 +102,7 @@ det_row = st.tuples(st.integers(0, 9), st.floats(0, 1), coord, coord, side, side
 @FAST
 @given(st.lists(det_row, max_size=12), st.integers(1, 2000), st.integers(1, 2000))
 def test_clip_to_image_keeps_boxes_inside_and_is_idempotent(rows, width, height):
-    from bloodcell.slide import clip_to_image
+    from bloodcell.detect.whole_smear import clip_to_image
 
     dets = detections(rows)
     out = clip_to_image(dets, width, height)
@@ -123,7 +124,7 @@ def test_clip_to_image_keeps_boxes_inside_and_is_idempotent(rows, width, height)
 @given(st.tuples(st.floats(-300, 500), st.floats(-300, 500), st.floats(0, 600),
                  st.floats(0, 600)))
 def test_pixel_box_is_whole_pixels_inside_the_tile(b):
-    from bloodcell.real_tiles import TILE, pixel_box
+    from bloodcell.dataset.real_tiles import TILE, pixel_box
 
     x, y, w, h = pixel_box(np.array(b))
     assert all(isinstance(v, int) for v in (x, y, w, h))
@@ -140,7 +141,7 @@ labels = st.sampled_from([-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
 @given(st.lists(st.tuples(positive_box, labels), max_size=10), st.integers(-100, 600),
        st.integers(-100, 600), st.floats(0.05, 1))
 def test_tile_objects_clip_to_the_tile_and_relabel_cut_white_cells(objs, x0, y0, min_visible):
-    from bloodcell.real_tiles import MIN_PARTIAL, PARTIAL, TILE, WHITE, tile_objects
+    from bloodcell.dataset.real_tiles import MIN_PARTIAL, PARTIAL, TILE, WHITE, tile_objects
 
     boxes = boxes_array([b for b, _ in objs])
     labs = np.array([c for _, c in objs], np.int64)
@@ -188,7 +189,7 @@ def image_and_box(draw_, max_side: int = 60):
 @FAST
 @given(image_and_box(), st.integers(0, 7))
 def test_dihedral_moves_a_box_with_the_rectangle_drawn_in_it(case, k):
-    from bloodcell.real_tiles import dihedral
+    from bloodcell.dataset.real_tiles import dihedral
 
     shape, b = case
     img, boxes = dihedral(draw(shape, b), np.array([b], float), k)
@@ -201,7 +202,7 @@ def test_dihedral_moves_a_box_with_the_rectangle_drawn_in_it(case, k):
 @FAST
 @given(image_and_box(), st.lists(positive_box, max_size=4))
 def test_four_quarter_turns_and_two_flips_are_the_identity(case, more):
-    from bloodcell.real_tiles import dihedral
+    from bloodcell.dataset.real_tiles import dihedral
 
     shape, b = case
     img = np.random.default_rng(len(more)).integers(0, 255, (*shape, 3), np.uint8)
@@ -222,8 +223,8 @@ def test_four_quarter_turns_and_two_flips_are_the_identity(case, more):
 @FAST
 @given(st.integers(224, 5000), st.integers(1, 224))
 def test_tile_origins_cover_every_pixel_and_end_flush(length, stride):
-    from bloodcell import real_tiles, slide
-
+    from bloodcell.dataset import real_tiles
+    from bloodcell.detect import whole_smear as slide
     for starts in (slide.tile_origins(length, stride), real_tiles.origins(length, stride)):
         assert starts[0] == 0 and starts[-1] == length - slide.TILE
         assert starts == sorted(set(starts))
@@ -237,7 +238,7 @@ def test_tile_origins_cover_every_pixel_and_end_flush(length, stride):
 @FAST
 @given(st.integers(1, 700), st.integers(1, 700))
 def test_padding_makes_every_image_at_least_one_tile(h, w):
-    from bloodcell.slide import TILE, pad_to_tile
+    from bloodcell.detect.whole_smear import TILE, pad_to_tile
 
     img = np.full((h, w, 3), 7, np.uint8)
     out = pad_to_tile(img)
@@ -253,7 +254,7 @@ def test_padding_makes_every_image_at_least_one_tile(h, w):
                           st.floats(1, 300), st.floats(1, 300), st.booleans()), max_size=14),
        st.floats(0.05, 0.95))
 def test_slide_class_nms_keeps_a_subset_without_overlaps_within_a_kind(rows, iou):
-    from bloodcell.slide import KIND, class_nms
+    from bloodcell.detect.whole_smear import KIND, class_nms
 
     dets = detections([r[:6] for r in rows]).assign(cut=[r[6] for r in rows])
     kept = class_nms(dets, iou)
@@ -283,7 +284,7 @@ def test_slide_class_nms_keeps_a_subset_without_overlaps_within_a_kind(rows, iou
                           st.floats(1, 300), st.floats(1, 300)), max_size=14),
        st.floats(0.05, 0.95))
 def test_class_wise_nms_after_mapping_keeps_no_overlap_above_the_iou(rows, iou):
-    from bloodcell.evaluate_images import nms_by_class
+    from bloodcell.evaluate.annotated_images import nms_by_class
 
     dets = detections(rows)
     kept = nms_by_class(dets, iou)
@@ -325,7 +326,7 @@ def export_image(draw_):
 @pytest.mark.parametrize("fmt", export.FORMATS)
 @given(case=export_image())
 def test_export_formats_read_back_the_same_boxes(fmt, case):
-    from bloodcell.shards import ImageRecord
+    from bloodcell.dataset.shards import ImageRecord
 
     width, height, rows = case
     rec = ImageRecord("test-0-000001", png_header(width, height), width, height,
@@ -355,8 +356,7 @@ def test_export_formats_read_back_the_same_boxes(fmt, case):
                           st.floats(0, 5000), st.floats(0, 800), st.floats(0, 800)),
                 max_size=10))
 def test_detect_coco_and_geojson_carry_the_boxes_rounded_to_2_decimals(rows):
-    from bloodcell import detect_outputs as out
-
+    from bloodcell.detect import outputs as out
     dets = detections(rows).assign(image_id="a")
     with tempfile.TemporaryDirectory() as d:
         out.write_coco(dets, [("a", "a.png", 6000, 6000)], Path(d) / "c.json")
@@ -594,7 +594,7 @@ def test_image_list_reader_on_fuzzed_files_raises_only_user_errors(doc):
         only_user_errors(lambda: read_name_list(path))
 
 
-GOOD_MAP = yaml.safe_load((PROJECT / "bloodcell" / "class_maps" / "bccd.yaml").read_text())
+GOOD_MAP = yaml.safe_load((PROJECT / "bloodcell" / "sources" / "class_maps" / "bccd.yaml").read_text())
 yaml_scalars = (st.none() | st.booleans() | st.integers(-5, 12) | st.floats(allow_nan=True)
                 | st.sampled_from(["WBC", "RBC", "Platelets", "_", "Infected", "Clumps", "",
                                    "Sickle"]) | st.text(max_size=8))
@@ -625,7 +625,7 @@ def class_map_doc(draw_):
 @FUZZ
 @given(class_map_doc())
 def test_class_map_parser_on_fuzzed_documents_raises_only_user_errors(doc):
-    from bloodcell.class_map import parse_class_map
+    from bloodcell.sources.class_map import parse_class_map
 
     only_user_errors(lambda: parse_class_map(doc, "fuzz", "fuzz.yaml"))
 
@@ -634,7 +634,7 @@ def test_class_map_parser_on_fuzzed_documents_raises_only_user_errors(doc):
 @given(class_map_doc().map(lambda d: yaml.safe_dump(d, allow_unicode=True)) | raw_text
        | raw_bytes)
 def test_class_map_loader_on_fuzzed_files_raises_only_user_errors(text):
-    from bloodcell.class_map import load_class_map
+    from bloodcell.sources.class_map import load_class_map
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "map.yaml"
@@ -684,7 +684,7 @@ def params_doc(draw_):
 @FUZZ
 @given(params_doc())
 def test_params_validate_on_fuzzed_documents_raises_only_user_errors(doc):
-    from bloodcell.params import validate
+    from bloodcell.common.params import validate
 
     only_user_errors(lambda: validate(doc, Path("fuzz.yaml"), PROJECT))
 
@@ -693,7 +693,7 @@ def test_params_validate_on_fuzzed_documents_raises_only_user_errors(doc):
 @given(params_doc().map(lambda d: yaml.safe_dump(d, allow_unicode=True)) | raw_text
        | raw_bytes)
 def test_params_check_on_fuzzed_files_raises_only_user_errors(text):
-    from bloodcell.params import check
+    from bloodcell.common.params import check
 
     with tempfile.TemporaryDirectory() as d:
         for rel in ("workflow/schemas",):
@@ -760,8 +760,8 @@ def test_wbcseg_class_csv_reader_on_fuzzed_files_raises_only_user_errors(text):
 @given(raw_bytes, st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"BM", b"\xff\xd8\xff",
                                    b"II*\x00", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"]))
 def test_image_decoders_on_fuzzed_bytes_raise_only_their_own_errors(data, magic):
-    from bloodcell.imageio import ImageProblem, decode_color, header_size
-    from bloodcell.smear_io import read_smear
+    from bloodcell.common.image_files import ImageProblem, decode_color, header_size
+    from bloodcell.detect.smear_reader import read_smear
 
     blob = magic + data
     size = header_size(blob)

@@ -1,4 +1,5 @@
-"""bloodcell.rbc_size: the RBC diameter estimated from the image, and `detect --rbc-diameter`."""
+"""bloodcell.detect.rbc_size: the RBC diameter estimated from the image, and `detect
+--rbc-diameter`."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bloodcell.errors import UserError
-from bloodcell.rbc_size import (
+from bloodcell.common.errors import UserError
+from bloodcell.detect.rbc_size import (
     cell_mask,
     crops,
     estimate_rbc_diameter,
@@ -20,7 +21,7 @@ from bloodcell.rbc_size import (
     require_estimate,
     resolve_scale,
 )
-from bloodcell.smear_io import MODEL_RBC_PX
+from bloodcell.detect.smear_reader import MODEL_RBC_PX
 from conftest import run_cli
 
 BACKGROUND = (215, 225, 232)  # BGR, light glass
@@ -165,10 +166,10 @@ def test_detect_refuses_a_bad_rbc_diameter_in_one_line(value, tmp_path, capsys) 
 
 
 def test_detect_auto_scale_logs_the_estimate_and_refuses_a_blank_image(tmp_path, caplog):
-    from bloodcell.detect import smear_scale
-    from bloodcell.detector import Detector
-    from bloodcell.slide import SlideConfig
-    from bloodcell.smear_io import open_smear
+    from bloodcell.detect.api import Detector
+    from bloodcell.detect.command import smear_scale
+    from bloodcell.detect.smear_reader import open_smear
+    from bloodcell.detect.whole_smear import SlideConfig
 
     detector = Detector(Path("stand-in.keras"), None, (), SlideConfig(), MODEL_RBC_PX)
     cv2.imwrite(str(tmp_path / "smear.png"), smear(68, touching=True))

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bloodcell.masks import cell_on_black
-from bloodcell.samples import read_pack
+from bloodcell.dataset.masks import cell_on_black
+from bloodcell.dataset.samples import read_pack
 from conftest import run_cli
 
 ZHENG_CLASSES = {1: "Neutrophil", 2: "Lymphocytes", 3: "Monocytes", 4: "Eosinophil",

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bloodcell.errors import UserError
-from bloodcell.samples import read_pack
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.samples import read_pack
 from bloodcell.sources.annotations import (
     check_labels,
     read_annotations,

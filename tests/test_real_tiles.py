@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bloodcell.real_tiles import PARTIAL, dihedral, pixel_box, tile_objects
+from bloodcell.dataset.real_tiles import PARTIAL, dihedral, pixel_box, tile_objects
 
 
 def tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -66,7 +66,7 @@ def real_tiles_args(root, out, seed=3, voc_scale="0.5", fmt="voc", iml_map="iml"
 
 
 def test_real_tiles_write_a_synth_format_shard_with_lineage(tmp_path, capsys):
-    from bloodcell.shards import read_records
+    from bloodcell.dataset.shards import read_records
     from conftest import run_cli
 
     out = tmp_path / "tiles"
@@ -121,15 +121,15 @@ def test_real_tiles_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, c
 def test_mixed_epochs_hold_the_asked_share_of_real_tiles(tmp_path, capsys):
     import tensorflow as tf
 
-    from bloodcell import data
-    from bloodcell.train_options import ORIGINAL_ANCHORS
+    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.train import input_pipeline as data
     from conftest import run_cli
 
     real = tmp_path / "real"
     assert run_cli(real_tiles_args(tmp_path / "r", real, variants=1), capsys)[0] == 0
     synth = tmp_path / "synth.tfrecord"
-    from bloodcell.imageio import encode_png
-    from bloodcell.shards import ImageRecord, encode_example
+    from bloodcell.common.image_files import encode_png
+    from bloodcell.dataset.shards import ImageRecord, encode_example
 
     with tf.io.TFRecordWriter(str(synth)) as w:
         blank = encode_png(np.zeros((224, 224, 3), np.uint8))
@@ -149,7 +149,7 @@ def test_mixed_epochs_hold_the_asked_share_of_real_tiles(tmp_path, capsys):
 
 
 def test_lineage_of_a_real_tile_leads_to_the_raw_image_and_its_box(tmp_path, capsys):
-    from bloodcell.lineage import format_lineage, lineage
+    from bloodcell.provenance.lineage import format_lineage, lineage
     from conftest import run_cli
 
     out = tmp_path / "data" / "real_tiles"

@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bloodcell import atomic, checkpoint
-from bloodcell.atomic import MARKER, atomic_dir, check_output, clean_stale, made_by
-from bloodcell.errors import UserError
+from bloodcell.common import atomic
+from bloodcell.common.atomic import MARKER, atomic_dir, check_output, clean_stale, made_by
+from bloodcell.common.errors import UserError
+from bloodcell.train import checkpoints as checkpoint
 from conftest import make_kaggle, run_cli
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bloodcell"
@@ -340,9 +341,8 @@ RERUN = """
 import sys
 from pathlib import Path
 from bloodcell.cli import main
-from bloodcell.cli_train import set_tf_threads
-from bloodcell import model
-
+from bloodcell.train.commands import set_tf_threads
+from bloodcell.model import network as model
 set_tf_threads()
 root = Path(sys.argv[1])
 model.detector().save(root / "detector.keras")
@@ -388,7 +388,7 @@ def test_detect_and_evaluate_images_rerun_over_their_own_output(command, tmp_pat
 def write_shard(folder: Path, split: str, count: int, seed: int) -> None:
     import tensorflow as tf
 
-    from bloodcell.shards import ImageRecord, encode_example, image_id
+    from bloodcell.dataset.shards import ImageRecord, encode_example, image_id
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
@@ -436,8 +436,8 @@ def test_the_lock_helper_refuses_a_second_holder(tmp_path):
         assert "\n" not in str(err.value)
         child = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
             from pathlib import Path
-            from bloodcell.checkpoint import locked
-            from bloodcell.errors import UserError
+            from bloodcell.train.checkpoints import locked
+            from bloodcell.common.errors import UserError
             try:
                 with locked(Path({str(folder)!r}), "train-detector"):
                     print("got it")
@@ -450,8 +450,7 @@ def test_the_lock_helper_refuses_a_second_holder(tmp_path):
 
 
 def test_train_run_holds_the_lock_while_it_trains(tmp_path, monkeypatch, shards):
-    from bloodcell import train
-
+    from bloodcell.train import loop as train
     seen = []
 
     def fake_fit(cfg, train_files, valid_files, state_dir, *rest):
@@ -590,8 +589,8 @@ def test_xml_is_parsed_only_through_defusedxml():
 def test_models_load_only_as_keras_files_in_safe_mode(tmp_path):
     import keras
 
-    from bloodcell import train
-    from bloodcell.inference import load_detector
+    from bloodcell.model.inference import load_detector
+    from bloodcell.train import loop as train
 
     calls = []
     for f in sources():

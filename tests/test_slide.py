@@ -14,10 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bloodcell.box_grid import candidate_pairs, neighbours, pair_ios, pair_iou
-from bloodcell.cli_train import add_slide
-from bloodcell.metrics import box_iou
-from bloodcell.slide import (
+from bloodcell.common.boxes import candidate_pairs, neighbours, pair_ios, pair_iou
+from bloodcell.detect.whole_smear import (
     KIND,
     SlideConfig,
     class_nms,
@@ -29,6 +27,8 @@ from bloodcell.slide import (
     seam_pairs,
     tile_origins,
 )
+from bloodcell.evaluate.metrics import box_iou
+from bloodcell.train.commands import add_slide
 
 GREY = (200, 200, 200)
 

@@ -12,9 +12,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from bloodcell import smear_headers, smear_io
-from bloodcell.errors import UserError
-from bloodcell.smear_io import list_images, read_smear, rescale, scale_from_rbc_diameter
+from bloodcell.common.errors import UserError
+from bloodcell.detect import smear_headers
+from bloodcell.detect import smear_reader as smear_io
+from bloodcell.detect.smear_reader import list_images, read_smear, rescale, scale_from_rbc_diameter
 
 
 def bgr_pattern(h: int = 24, w: int = 32) -> np.ndarray:
@@ -612,7 +613,7 @@ def test_detect_slide_on_the_view_equals_the_in_memory_image(tmp_path: Path) -> 
     """slide.detect_slide on ScaledSmear at scale 1 gives exactly the detections it gives on
     the whole RGB image. The stand-in detector derives boxes from each tile's pixels (the
     brightest spots, classes and scores from their values), so any pixel difference shows."""
-    from bloodcell.slide import SlideConfig, detect_slide
+    from bloodcell.detect.whole_smear import SlideConfig, detect_slide
 
     def detect(tiles: np.ndarray) -> tuple[np.ndarray, ...]:
         n, k = len(tiles), 4

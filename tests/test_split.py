@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bloodcell.errors import UserError
-from bloodcell.split import SplitConfig, assign, split_sizes
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.split import SplitConfig, assign, split_sizes
 from conftest import make_iumc, make_kaggle, run_cli
 
 CFG = SplitConfig(seed=7, train=0.8, valid=0.1, test=0.1)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bloodcell.shards import ImageRecord, encode_example, image_id
+from bloodcell.dataset.shards import ImageRecord, encode_example, image_id
 
 ANCHORS = "3.1x3.1,6.125x3.1,3.1x6.125,6.125x6.125,5.32x5.32,2.7x2.7"
 
@@ -140,7 +140,7 @@ def test_detector_training_and_evaluation(detector, shards):
 
 def test_the_trained_detector_carries_its_anchors_and_refuses_others(detector, shards,
                                                                       tmp_path):
-    from bloodcell.model_card import read_card
+    from bloodcell.model.card import read_card
 
     card = read_card(detector)
     assert card["anchors"][0] == [3.1, 3.1] and card["decode"]["map_score_threshold"] == 0.01

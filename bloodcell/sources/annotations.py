@@ -46,8 +46,8 @@ import pandas as pd
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from bloodcell.errors import UserError
-from bloodcell.imageio import ImageProblem, check_size, header_size
+from bloodcell.common.errors import UserError
+from bloodcell.common.image_files import ImageProblem, check_size, header_size
 from bloodcell.sources.layout import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # the type only: XML is parsed by defusedxml
@@ -259,7 +259,7 @@ def exact_file(images_dir: Path, name: str) -> Path | None:
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) in px of an image file, from its header where the format allows (PNG,
     BMP, JPEG), else decoded; UserError if it cannot be read or its size is unusable (see
-    bloodcell.imageio.check_size)."""
+    bloodcell.common.image_files.check_size)."""
     try:
         data = path.read_bytes()
     except OSError as err:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bloodcell.errors import UserError
-from bloodcell.samples import Sample, Skip
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.samples import Sample, Skip
 from bloodcell.sources import voc
 from bloodcell.sources.annotations import IML_DIFFICULT, AnnotatedImages, read_iml, read_name_list
 from bloodcell.sources.layout import require_layout

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bloodcell.classes import WBC_CLASSES
-from bloodcell.errors import UserError
-from bloodcell.extract import MaskJob, cut_by_mask
-from bloodcell.samples import Sample, Skip
+from bloodcell.common.classes import WBC_CLASSES
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.samples import Sample, Skip
+from bloodcell.sources.extract import MaskJob, cut_by_mask
 from bloodcell.sources.layout import require_images
 
 SOURCE = "iumc"

@@ -7,7 +7,7 @@ Layout (ROOT is the folder given to extract-kaggle)::
 
 ``Thumbs.db`` files and the nested duplicate ``cell_images/cell_images/`` of the Kaggle
 download are ignored and listed in the QC table. Masks come from a threshold on the
-brightest channel (bloodcell.masks.cell_on_black).
+brightest channel (bloodcell.dataset.masks.cell_on_black).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bloodcell.extract import read_source, sha256_hex
-from bloodcell.imageio import ImageProblem
-from bloodcell.masks import cell_on_black
-from bloodcell.samples import Sample, Skip
-from bloodcell.scale import crop, mask_box, rescale
+from bloodcell.common.image_files import ImageProblem
+from bloodcell.dataset.masks import cell_on_black
+from bloodcell.dataset.samples import Sample, Skip
+from bloodcell.dataset.scale import crop, mask_box, rescale
+from bloodcell.sources.extract import read_source, sha256_hex
 from bloodcell.sources.layout import list_images, require_images, require_layout
 
 SOURCE = "kaggle"

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bloodcell.extract import MaskJob, read_source, sha256_hex
-from bloodcell.imageio import ImageProblem, read_mask
-from bloodcell.masks import components, touches_border
-from bloodcell.samples import Sample, Skip
-from bloodcell.scale import crop, mask_box, rescale
+from bloodcell.common.image_files import ImageProblem, read_mask
+from bloodcell.dataset.masks import components, touches_border
+from bloodcell.dataset.samples import Sample, Skip
+from bloodcell.dataset.scale import crop, mask_box, rescale
+from bloodcell.sources.extract import MaskJob, read_source, sha256_hex
 from bloodcell.sources.layout import require_images, require_layout
 
 SOURCE = "lisc"

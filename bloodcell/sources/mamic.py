@@ -7,7 +7,8 @@ Layout (ROOT is the folder given to extract-mamic)::
 and the crop list CSV (its own path, a versioned input) with the header
 ``image,class,x,y,w,h``: image = file name under ROOT/images, class one of Thrombocytes,
 Clumps, Infected, _ (healthy RBC), and the box's top-left x, y and size w, h in the field's
-pixels. Each cell's mask is a threshold on the crop (bloodcell.masks.cell_on_light); platelet
+pixels. Each cell's mask is a threshold on the crop (bloodcell.dataset.masks.cell_on_light);
+platelet
 clumps join parts up to about 2 * CLUMP_JOIN_PX apart.
 """
 
@@ -19,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bloodcell.errors import UserError
-from bloodcell.extract import read_source, sha256_hex
-from bloodcell.imageio import ImageProblem
-from bloodcell.masks import cell_on_light
-from bloodcell.samples import Sample, Skip
-from bloodcell.scale import crop, mask_box, rescale
+from bloodcell.common.errors import UserError
+from bloodcell.common.image_files import ImageProblem
+from bloodcell.dataset.masks import cell_on_light
+from bloodcell.dataset.samples import Sample, Skip
+from bloodcell.dataset.scale import crop, mask_box, rescale
+from bloodcell.sources.extract import read_source, sha256_hex
 from bloodcell.sources.layout import require_layout
 
 SOURCE = "mamic"

@@ -10,9 +10,9 @@ set folder ``BCCD/`` itself)::
 Any VOC set folder name works in place of ``BCCD`` (the folder holding Annotations/ and
 JPEGImages/). Only the images of ``--image-set NAME`` (ImageSets/Main/NAME.txt) are used.
 Classes: RBC -> ``_`` (healthy RBC), Platelets -> Thrombocytes, WBC -> ``WBC`` (a white
-cell of unknown type, bloodcell.classes.UNTYPED_WBC). Another class name is a UserError.
+cell of unknown type, bloodcell.common.classes.UNTYPED_WBC). Another class name is a UserError.
 
-Each object's mask is a threshold of its annotated box (bloodcell.masks.cell_on_light: the
+Each object's mask is a threshold of its annotated box (bloodcell.dataset.masks.cell_on_light: the
 green channel below Otsu's threshold, the component over the box's centre, holes filled), so
 the mask never leaves the box; the sample is the mask's box grown by ``pad`` px, brought to
 the 40x scale. Sample ids are ``voc/<set>/JPEGImages/<file>@x,y,w,h`` with the annotated
@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bloodcell.classes import UNTYPED_WBC
-from bloodcell.errors import UserError
-from bloodcell.extract import read_source, sha256_hex
-from bloodcell.imageio import ImageProblem
-from bloodcell.masks import Box, cell_on_light
-from bloodcell.samples import Sample, Skip
-from bloodcell.scale import crop, mask_box, rescale
+from bloodcell.common.classes import UNTYPED_WBC
+from bloodcell.common.errors import UserError
+from bloodcell.common.image_files import ImageProblem
+from bloodcell.dataset.masks import Box, cell_on_light
+from bloodcell.dataset.samples import Sample, Skip
+from bloodcell.dataset.scale import crop, mask_box, rescale
 from bloodcell.sources.annotations import AnnotatedImages, read_name_list, read_voc
+from bloodcell.sources.extract import read_source, sha256_hex
 from bloodcell.sources.layout import require_layout
 
 SOURCE = "voc"

@@ -28,9 +28,9 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from bloodcell.errors import UserError
-from bloodcell.extract import MaskJob, cut_by_mask
-from bloodcell.samples import Sample, Skip
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.samples import Sample, Skip
+from bloodcell.sources.extract import MaskJob, cut_by_mask
 from bloodcell.sources.layout import list_images, require_layout
 
 SOURCE = "wbcseg"

@@ -33,11 +33,11 @@ container: CONTAINER_IMAGE
 
 # Modules whose code decides a stage's output bytes (dvc.yaml lists the same deps).
 EXTRACT_CODE = [
-    "bloodcell/extract.py",
-    "bloodcell/imageio.py",
-    "bloodcell/masks.py",
-    "bloodcell/samples.py",
-    "bloodcell/scale.py",
+    "bloodcell/sources/extract.py",
+    "bloodcell/common/image_files.py",
+    "bloodcell/dataset/masks.py",
+    "bloodcell/dataset/samples.py",
+    "bloodcell/dataset/scale.py",
 ]
 
 
@@ -71,9 +71,9 @@ def extract_params(db):
 
 SHARDS = sorted(config["synth"]["shards"])
 DATASET_CODE = [
-    "bloodcell/compose.py",
-    "bloodcell/seeds.py",
-    "bloodcell/backgrounds.py",
+    "bloodcell/dataset/compose.py",
+    "bloodcell/common/seeds.py",
+    "bloodcell/dataset/backgrounds.py",
 ]
 
 
@@ -94,19 +94,19 @@ def shard_backgrounds(wildcards):
 
 # Modules whose code decides the trained models' and the metrics' bytes.
 TRAIN_CODE = [
-    "bloodcell/model.py",
-    "bloodcell/loss.py",
-    "bloodcell/data.py",
-    "bloodcell/train.py",
-    "bloodcell/train_options.py",
-    "bloodcell/targets.py",
-    "bloodcell/checkpoint.py",
-    "bloodcell/model_card.py",
+    "bloodcell/model/network.py",
+    "bloodcell/train/loss.py",
+    "bloodcell/train/input_pipeline.py",
+    "bloodcell/train/loop.py",
+    "bloodcell/common/option_types.py",
+    "bloodcell/train/targets.py",
+    "bloodcell/train/checkpoints.py",
+    "bloodcell/model/card.py",
 ]
 EVAL_CODE = [
-    "bloodcell/decode.py",
-    "bloodcell/inference.py",
-    "bloodcell/metrics.py",
+    "bloodcell/model/decode.py",
+    "bloodcell/model/inference.py",
+    "bloodcell/evaluate/metrics.py",
 ]
 
 

@@ -4,7 +4,7 @@ LINEAGE_SHARD = next(s for s in SHARDS if s.startswith("test-"))
 rule split:
     input:
         extracts=expand("data/extract/{db}", db=DATABASES),
-        code=["bloodcell/split.py"],
+        code=["bloodcell/dataset/split.py"],
     output:
         directory("data/split"),
     log:
@@ -64,7 +64,7 @@ rule synth:
         split="data/split",
         extracts=expand("data/extract/{db}", db=DATABASES),
         backgrounds=shard_backgrounds,
-        code=DATASET_CODE + ["bloodcell/synth.py", "bloodcell/shards.py"],
+        code=DATASET_CODE + ["bloodcell/dataset/synth.py", "bloodcell/dataset/shards.py"],
     output:
         report(
             directory("data/synth/{shard}"),
@@ -101,7 +101,7 @@ rule slides:
     input:
         split="data/split",
         extracts=expand("data/extract/{db}", db=DATABASES),
-        code=DATASET_CODE + ["bloodcell/synth.py", "bloodcell/slides.py"],
+        code=DATASET_CODE + ["bloodcell/dataset/synth.py", "bloodcell/dataset/synthetic_slides.py"],
     output:
         report(
             directory("data/slides"),
@@ -139,7 +139,7 @@ rule slides:
 rule dataset_stats:
     input:
         shard="data/synth/{shard}",
-        code=["bloodcell/dataset_stats.py"],
+        code=["bloodcell/dataset/stats.py"],
     output:
         metrics="metrics/dataset/{shard}.json",
         plot="plots/dataset/{shard}.csv",
@@ -163,10 +163,10 @@ rule data_report:
         split="data/split",
         shard=f"data/synth/{LINEAGE_SHARD}",
         code=[
-            "bloodcell/data_report.py",
-            "bloodcell/lineage.py",
-            "bloodcell/sheet.py",
-            "bloodcell/draw.py",
+            "bloodcell/provenance/data_report.py",
+            "bloodcell/provenance/lineage.py",
+            "bloodcell/common/contact_sheet.py",
+            "bloodcell/common/draw.py",
         ],
     output:
         report(

@@ -3,7 +3,7 @@ rule evaluate:
         shards=expand("data/synth/{shard}", shard=SHARDS),
         model="models/detector.keras",
         histories=["plots/train/classifier.csv", "plots/train/detector.csv"],
-        code=EVAL_CODE + ["bloodcell/evaluate.py", "bloodcell/plots.py"],
+        code=EVAL_CODE + ["bloodcell/evaluate/test_split.py", "bloodcell/evaluate/plots.py"],
     output:
         metrics="metrics/evaluate.json",
         plots=directory("plots/evaluate"),
@@ -41,12 +41,12 @@ rule evaluate_slides:
         model="models/detector.keras",
         code=EVAL_CODE
         + [
-            "bloodcell/slide.py",
-            "bloodcell/box_grid.py",
-            "bloodcell/evaluate_slides.py",
-            "bloodcell/detect_outputs.py",
-            "bloodcell/evaluate.py",
-            "bloodcell/plots.py",
+            "bloodcell/detect/whole_smear.py",
+            "bloodcell/common/boxes.py",
+            "bloodcell/evaluate/whole_slides.py",
+            "bloodcell/detect/outputs.py",
+            "bloodcell/evaluate/test_split.py",
+            "bloodcell/evaluate/plots.py",
         ],
     output:
         metrics="metrics/evaluate_slides.json",

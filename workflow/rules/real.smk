@@ -83,10 +83,10 @@ rule real_tiles:
             for f in set_inputs(s)
         ],
         code=[
-            "bloodcell/real_tiles.py",
+            "bloodcell/dataset/real_tiles.py",
             "bloodcell/sources/annotations.py",
-            "bloodcell/class_map.py",
-            "bloodcell/shards.py",
+            "bloodcell/sources/class_map.py",
+            "bloodcell/dataset/shards.py",
         ],
     output:
         report(
@@ -120,18 +120,18 @@ rule evaluate_real:
         model="models/detector.keras",
         code=EVAL_CODE
         + [
-            "bloodcell/evaluate_images.py",
-            "bloodcell/class_map.py",
+            "bloodcell/evaluate/annotated_images.py",
+            "bloodcell/sources/class_map.py",
             "bloodcell/sources/annotations.py",
-            "bloodcell/rbc_size.py",
-            "bloodcell/slide.py",
-            "bloodcell/box_grid.py",
-            "bloodcell/smear_io.py",
-            "bloodcell/smear_headers.py",
-            "bloodcell/smear_convert.py",
-            "bloodcell/smear_tiff.py",
-            "bloodcell/smear_view.py",
-            "bloodcell/model_card.py",
+            "bloodcell/detect/rbc_size.py",
+            "bloodcell/detect/whole_smear.py",
+            "bloodcell/common/boxes.py",
+            "bloodcell/detect/smear_reader.py",
+            "bloodcell/detect/smear_headers.py",
+            "bloodcell/detect/smear_convert.py",
+            "bloodcell/detect/smear_tiff.py",
+            "bloodcell/detect/smear_view.py",
+            "bloodcell/model/card.py",
         ],
     output:
         metrics="metrics/evaluate_real/{name}.json",

@@ -1,6 +1,6 @@
 rule demo_sources:
     input:
-        code=["bloodcell/sources/demo.py", "bloodcell/sources/demo_cells.py"],
+        code=["bloodcell/sources/demo/databases.py", "bloodcell/sources/demo/cells.py"],
     output:
         directory("raw/demo/lisc"),
         directory("raw/demo/iumc"),

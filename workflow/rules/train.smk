@@ -31,7 +31,7 @@ rule train_detector:
         shards=expand("data/synth/{shard}", shard=SHARDS),
         init="models/classifier.keras",
         real=REAL_TILES,
-        code=TRAIN_CODE + EVAL_CODE + ["bloodcell/targets.py"],
+        code=TRAIN_CODE + EVAL_CODE + ["bloodcell/train/targets.py"],
     output:
         model="models/detector.keras",
         history="plots/train/detector.csv",

@@ -1,0 +1,2 @@
+"""Pieces every stage shares: classes, box geometry, tile size, errors, atomic outputs, seeds,
+writers."""

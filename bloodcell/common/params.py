@@ -1,0 +1,110 @@
+"""params.yaml: validation against workflow/schemas/params.schema.yaml and presets.
+
+Library code never reads params.yaml: stages get their values on the command line. This module
+serves `bloodcell params check` and `bloodcell params use NAME` only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from bloodcell.common.atomic import atomic_file
+from bloodcell.common.errors import UserError
+
+SCHEMA = Path("workflow/schemas/params.schema.yaml")
+PRESETS = Path("config")
+DEFAULT_DATABASES = ("lisc", "iumc", "mamic", "kaggle")
+
+
+def load_yaml(path: Path) -> object:
+    """Parse a YAML file; UserError naming the file and line when it is not valid YAML."""
+    if not path.is_file():
+        raise UserError(f"{path}: not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = str(getattr(err, "problem", None) or err).strip().splitlines()[0]
+        raise UserError(f"{where}: not valid YAML ({problem}); fix the syntax") from None
+
+
+def validate(params: object, where: Path, project: Path) -> dict:
+    """Check params against the schema and the rules a schema cannot state; return them."""
+    schema = load_yaml(project / SCHEMA)
+    validator = jsonschema.Draft202012Validator(schema)
+    # YAML keys need not be strings (false:, 7:): sort the error paths as text
+    errors = sorted(validator.iter_errors(params),
+                    key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise UserError(f"{where}: {key}: {err.message}; see {SCHEMA} for the allowed values")
+    shares = params["split"]
+    if abs(shares["train"] + shares["valid"] + shares["test"] - 1) > 1e-6:
+        raise UserError(f"{where}: split.train + split.valid + split.test must add up to 1")
+    for key, shard in params["synth"]["shards"].items():
+        if not isinstance(key, str):
+            raise UserError(f"{where}: synth.shards: key {key!r} is not a shard name; name "
+                            "shards like train-0")
+        if not key.startswith(shard["split"] + "-"):
+            raise UserError(f"{where}: synth.shards.{key}: split is {shard['split']}; name the "
+                            f"shard {shard['split']}-N")
+    splits = {s["split"] for s in params["synth"]["shards"].values()}
+    if splits != {"train", "valid", "test"}:
+        raise UserError(f"{where}: synth.shards needs at least one shard of each split")
+    bg = params["backgrounds"]
+    if bg["rbc_min"] > bg["rbc_max"]:
+        raise UserError(f"{where}: backgrounds.rbc_min exceeds backgrounds.rbc_max")
+    check_sources(params, where)
+    return params
+
+
+def check_sources(params: dict, where: Path) -> None:
+    """Every database has its extract params; real tiles are mixed in only when they exist."""
+    databases = params["sources"].get("databases", dict.fromkeys(DEFAULT_DATABASES))
+    for db in databases:
+        if db not in params["extract"]:
+            raise UserError(f"{where}: sources.databases names {db} but extract.{db} is "
+                            "missing; add its params (see config/params-public.yaml)")
+    if "mamic" in databases and "mamic_crops" not in params["sources"]:
+        raise UserError(f"{where}: sources.mamic_crops is needed for the mamic database")
+    share = params["train_detector"].get("real_share", 0.0)
+    if share > 0.9 or (share > 0 and "real_tiles" not in params):
+        raise UserError(f"{where}: train_detector.real_share {share} needs a real_tiles "
+                        "section and must be at most 0.9")
+
+
+def check(path: Path) -> dict:
+    """Load and validate a params file; the project root (holding the schema) is the file's
+    folder (its parent for a preset in config/), else the current folder."""
+    project = path.resolve().parent
+    if path.resolve().parent.name == PRESETS.name:
+        project = project.parent
+    doc = load_yaml(path)
+    if not (project / SCHEMA).is_file():
+        if not (Path.cwd() / SCHEMA).is_file():
+            raise UserError(f"{path}: no {SCHEMA} beside it or in the current folder to check "
+                            "it against; run the check from the project folder")
+        project = Path.cwd()
+    return validate(doc, path, project)
+
+
+def use(name: str, project: Path = Path(".")) -> Path:
+    """Validate config/params-NAME.yaml and make it the project's params.yaml."""
+    preset = project / PRESETS / f"params-{name}.yaml"
+    if not preset.is_file():
+        names = sorted(p.stem.removeprefix("params-") for p in (project / PRESETS).glob(
+            "params-*.yaml"))
+        raise UserError(f"{preset}: no such preset; choose one of {', '.join(names)}")
+    validate(load_yaml(preset), preset, project)
+    target = project / "params.yaml"
+    with atomic_file(target) as tmp:
+        shutil.copyfile(preset, tmp)
+    return target

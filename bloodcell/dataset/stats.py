@@ -1,0 +1,66 @@
+"""The dataset_stats stage: figures of the synthetic dataset for `dvc metrics` and `dvc plots`.
+
+Reads only the objects tables of one shard. Writes a metrics JSON (images, objects, objects per
+class, share of partial WBCs among WBCs, median RBCs per image) and a CSV of objects per class
+for a bar plot.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from bloodcell.common.atomic import atomic_file, check_file
+from bloodcell.common.classes import (
+    CLASS_NAMES,
+    PARTIAL_IDX,
+    RBC_IDX,
+    UNTYPED_WBC_INDEX,
+    WBC_IDX,
+    label_name,
+)
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.samples import read_parquet
+from bloodcell.dataset.shards import OBJECTS_NAME
+
+
+def load_objects(shard_dirs: list[Path]) -> pd.DataFrame:
+    """split, image_id and class_idx of every object of the given shards."""
+    frames = []
+    for d in shard_dirs:
+        path = d / OBJECTS_NAME
+        if not path.is_file():
+            raise UserError(f"{path}: not found; run the synth stage first")
+        frames.append(read_parquet(path, ["split", "image_id", "class_idx"],
+                                   "re-run the synth stage").to_pandas())
+    return pd.concat(frames, ignore_index=True)
+
+
+def split_metrics(o: pd.DataFrame) -> dict:
+    """Figures of one split's objects."""
+    counts = o.class_idx.value_counts()
+    wbc = int(counts.reindex([*WBC_IDX, PARTIAL_IDX], fill_value=0).sum())
+    rbc = o[o.class_idx.isin(RBC_IDX)].groupby("image_id").size()
+    untyped = [UNTYPED_WBC_INDEX] if UNTYPED_WBC_INDEX in counts.index else []
+    labels = [*range(len(CLASS_NAMES)), *untyped]
+    return {"images": int(o.image_id.nunique()), "objects": int(len(o)),
+            "partial_wbc_share": round(int(counts.get(PARTIAL_IDX, 0)) / wbc, 4) if wbc else 0.0,
+            "median_rbc_per_image": float(rbc.median()) if len(rbc) else 0.0,
+            "per_class": {label_name(i): int(counts.get(i, 0)) for i in labels}}
+
+
+def run(shard_dirs: list[Path], metrics: Path, plot: Path) -> None:
+    """Write the metrics JSON and the per-class plot CSV of the given shards (one split):
+    both or, on any error, neither."""
+    for path in (metrics, plot):  # both checked before either is written
+        check_file(path)
+    o = load_objects(shard_dirs)
+    result = split_metrics(o)
+    splits = ",".join(sorted(o.split.unique()))
+    rows = [(splits, name, n) for name, n in result["per_class"].items()]
+    with atomic_file(metrics) as tmp_metrics, atomic_file(plot) as tmp_plot:
+        tmp_metrics.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        pd.DataFrame(rows, columns=["split", "class_name", "objects"]).to_csv(tmp_plot,
+                                                                               index=False)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (pycocotools), plots and the evaluation stages."""

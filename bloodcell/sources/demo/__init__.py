@@ -1,0 +1,2 @@
+"""The procedural demo databases (stand-ins for LISC, IUMC, MAMIC and Kaggle in their real
+layouts)."""

@@ -1,0 +1,116 @@
+"""tf.data input pipelines over the synthetic shards (format: bloodcell.dataset.shards).
+
+Images come out as (B, 224, 224, 3) uint8 **RGB** (the model scales them itself). Parsing, PNG
+decoding and target encoding run in parallel map calls, batches are prefetched, and the
+element order is deterministic: the training order of epoch e is a shuffle seeded by
+(seed, e), so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import tensorflow as tf
+
+from bloodcell.common.errors import UserError
+from bloodcell.dataset.shards import TFRECORD_NAME
+from bloodcell.train.targets import detector_targets, multi_hot
+
+FEATURES = {
+    "image/id": tf.io.FixedLenFeature([], tf.string),
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
+    "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+}
+SHUFFLE_BUFFER = 20000
+"""Serialised examples held for shuffling (about 100 kB each); whole-dataset for the demo."""
+
+
+def record_files(shard_dirs: Sequence[Path]) -> list[str]:
+    """The TFRecord file of every shard folder, in the given order."""
+    return [str(Path(d) / TFRECORD_NAME) for d in shard_dirs]
+
+
+def parse(serialised: tf.Tensor) -> dict[str, tf.Tensor]:
+    """One example -> id, image (224, 224, 3) uint8 RGB, boxes (n, 4: x, y, w, h px), classes."""
+    f = tf.io.parse_single_example(serialised, FEATURES)
+    xmin, ymin, xmax, ymax = (tf.sparse.to_dense(f[f"image/object/bbox/{k}"])
+                              for k in ("xmin", "ymin", "xmax", "ymax"))
+    image = tf.io.decode_png(f["image/encoded"], channels=3)
+    return {
+        "id": f["image/id"],
+        "image": tf.ensure_shape(image, (224, 224, 3)),
+        "boxes": tf.stack([xmin, ymin, xmax - xmin, ymax - ymin], axis=1),
+        "classes": tf.sparse.to_dense(f["image/object/class/label"]),
+    }
+
+
+def count_records(files: Sequence[str]) -> int:
+    """Number of examples in the TFRecord files (one pass over the file index, no decode);
+    UserError naming a damaged file."""
+    total = 0
+    for f in files:
+        try:
+            total += int(tf.data.TFRecordDataset([f]).reduce(0, lambda n, _: n + 1))
+        except tf.errors.OpError as err:
+            reason = (err.message or type(err).__name__).splitlines()[0][:160]
+            raise UserError(f"{f}: damaged TFRecord ({reason}); re-run the stage that wrote "
+                            "it") from None
+    return total
+
+
+def dataset(files: Sequence[str], batch: int, kind: str, *, shuffle_seed: int | None = None,
+            anchors: tuple[tuple[float, float], ...] = (), match_iou: float = 0.7
+            ) -> tf.data.Dataset:
+    """Batches of (image uint8, label): ``kind`` "classifier" gives (B, 10) multi-hot labels,
+    "detector" (B, 14, 14, A, 15) targets. ``shuffle_seed`` None keeps the file order."""
+    ds = tf.data.TFRecordDataset(list(files))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=False)
+
+    def label(ex: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        if kind == "classifier":
+            return ex["image"], multi_hot(ex["classes"])
+        return ex["image"], detector_targets(ex["boxes"], ex["classes"], anchors, match_iou)
+
+    ds = ds.map(lambda s: label(parse(s)), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def mixed(files: Sequence[str], real_files: Sequence[str], share: float, n_images: int,
+          batch: int, seed: int, anchors: tuple[tuple[float, float], ...], match_iou: float
+          ) -> tf.data.Dataset:
+    """One epoch of detector batches of ``n_images`` images, ``round(share * n_images)`` of them
+    real tiles (drawn from the seeded, repeated real shard) and the rest the first synthetic
+    images of a seeded shuffle, interleaved in a seeded order: deterministic for a seed."""
+    import numpy as np
+
+    n_real = int(round(share * n_images))
+    synth = tf.data.TFRecordDataset(list(files)).shuffle(
+        SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False).take(n_images - n_real)
+    real = tf.data.TFRecordDataset(list(real_files)).repeat().shuffle(
+        SHUFFLE_BUFFER, seed=seed + 1, reshuffle_each_iteration=True).take(n_real)
+    order = np.random.default_rng(seed).permutation(
+        np.r_[np.zeros(n_images - n_real, np.int64), np.ones(n_real, np.int64)])
+    ds = tf.data.Dataset.choose_from_datasets([synth, real], tf.data.Dataset.from_tensor_slices(
+        order))
+
+    def label(ex: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        return ex["image"], detector_targets(ex["boxes"], ex["classes"], anchors, match_iou)
+
+    ds = ds.map(lambda s: label(parse(s)), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def examples(files: Sequence[str], batch: int) -> tf.data.Dataset:
+    """Batches of parsed examples for evaluation: images plus ragged boxes and classes."""
+    ds = tf.data.TFRecordDataset(list(files)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.ragged_batch(batch).prefetch(tf.data.AUTOTUNE)

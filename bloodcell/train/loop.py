@@ -1,0 +1,408 @@
+"""The two training phases: the multi-label classifier, then the detector on its trunk.
+
+Both use Adam and a piecewise-constant learning-rate schedule by epoch (params), keep the best
+model by a validation metric, and save a resumable state after every epoch (see
+bloodcell.train.checkpoints): a killed run restarts from its last finished epoch with the
+optimizer's
+state, and sees the same batches as an uninterrupted run (the shuffle is seeded per epoch).
+A run holds a lock on its state folder (a second run of the same stage is refused), and a
+non-finite loss stops training with a UserError naming the epoch, step and loss terms; the
+last finished epoch's state stays on disk.
+
+Outputs: the best model as ``.keras``, a per-epoch history CSV (for ``dvc plots``) and a
+metrics JSON (for ``dvc metrics``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import pandas as pd
+import tensorflow as tf
+from tqdm import tqdm
+
+from bloodcell.common.atomic import atomic_file
+from bloodcell.common.errors import UserError
+from bloodcell.common.option_types import learning_rate
+from bloodcell.evaluate.metrics import coco_metrics
+from bloodcell.model import card as model_card
+from bloodcell.model import network as models
+from bloodcell.model.decode import DecodeConfig
+from bloodcell.model.inference import predict_shards, tile_detector
+from bloodcell.train import checkpoints as checkpoint
+from bloodcell.train import input_pipeline as data
+from bloodcell.train.loss import LossWeights, classifier_loss, detector_loss, detector_terms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One phase's params. ``schedule``: (first epoch, learning rate) pairs, epochs from 1."""
+
+    kind: str  # "classifier" or "detector"
+    epochs: int
+    batch: int
+    schedule: tuple[tuple[int, float], ...]
+    seed: int
+    anchors: tuple[tuple[float, float], ...] = ()
+    match_iou: float = 0.7
+    weights: LossWeights = field(default_factory=LossWeights)
+    select: str = "accuracy"  # classifier: accuracy; detector: map50 or loss
+    decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(score_threshold=0.01))
+    """Post-processing for the validation mAP (a low threshold: AP integrates over scores)."""
+    mixed_precision: bool = False
+    deterministic: bool = True
+    real_share: float = 0.0
+    """Share of each detector epoch's images drawn from real tiles (when a real shard is given)."""
+
+
+def setup(cfg: TrainConfig) -> None:
+    """Seeds, determinism and precision policy, before any model is built."""
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+        try:  # concurrent ops break determinism on CPU (see cli_train.set_tf_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # the runtime already started: the caller has set it
+            pass
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.mixed_precision and not
+                                            tf.config.list_physical_devices("GPU") else
+                                            "mixed_float16" if cfg.mixed_precision else "float32")
+
+
+def step_fn(model: keras.Model, optimizer, loss_fn: Callable,
+            terms_fn: Callable | None = None) -> Callable:
+    """A compiled training step: (images, labels) -> (loss before the update, its terms: a dict
+    of batch means from ``terms_fn``, computed outside the gradient, for messages)."""
+
+    @tf.function
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            out = model(images, training=True)
+            loss = loss_fn(labels, out)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, ({} if terms_fn is None else terms_fn(labels, out))
+
+    return step
+
+
+def loss_function(cfg: TrainConfig) -> Callable:
+    if cfg.kind == "classifier":
+        return classifier_loss
+    return lambda y, p: detector_loss(y, p, cfg.weights)
+
+
+def loss_terms(cfg: TrainConfig) -> Callable:
+    """(labels, outputs) -> the loss's unweighted terms, batch means (for a non-finite loss's
+    message): the classifier's cross-entropy, or the detector's coord, obj, noobj and class."""
+    if cfg.kind == "classifier":
+        return lambda y, p: {"cross_entropy": classifier_loss(y, p)}
+    return lambda y, p: {k: tf.reduce_mean(v)
+                         for k, v in detector_terms(y, p, cfg.weights.class_loss).items()}
+
+
+class NonFiniteLoss(Exception):
+    """A training step's loss was NaN or infinite (step from 1, loss, terms)."""
+
+    def __init__(self, step: int, loss: float, terms: dict[str, float]) -> None:
+        super().__init__(step, loss, terms)
+        self.step, self.loss, self.terms = step, loss, terms
+
+
+def run_epoch(step: Callable, ds: tf.data.Dataset, n_images: int, desc: str) -> tuple[float, float]:
+    """One pass of training; returns (mean loss per image, images per second). Raises
+    NonFiniteLoss at the first step whose loss is not finite."""
+    total, seen, start = 0.0, 0, time.perf_counter()
+    with tqdm(total=n_images, desc=desc, unit="img", file=sys.stderr, leave=False,
+              mininterval=2.0) as bar:
+        for k, (images, labels) in enumerate(ds, 1):
+            n = int(images.shape[0])
+            loss, terms = step(images, labels)
+            value = float(loss)
+            if not math.isfinite(value):
+                raise NonFiniteLoss(k, value, {t: float(v) for t, v in terms.items()})
+            total += value * n
+            seen += n
+            bar.update(n)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1), seen / (time.perf_counter() - start)
+
+
+def validator(cfg: TrainConfig, net: keras.Model, valid_files: list[str]
+              ) -> Callable[[tf.data.Dataset], dict[str, float]]:
+    """The validation pass, compiled once per run: classifier -> mean loss and exact-match
+    accuracy (10 sigmoids at 0.5); detector -> mean loss and mAP@0.5 (pycocotools)."""
+    if cfg.kind == "classifier":
+        @tf.function
+        def stats(images, labels):
+            logits = net(images, training=False)
+            hit = tf.reduce_all(tf.equal(tf.cast(logits > 0, tf.float32), labels), axis=1)
+            return classifier_loss(labels, logits), tf.reduce_sum(tf.cast(hit, tf.int32))
+    else:
+        @tf.function
+        def stats(images, labels):
+            return detector_loss(labels, net(images, training=False), cfg.weights), 0
+
+    detect = None if cfg.kind == "classifier" else tile_detector(net, cfg.anchors, cfg.decode)
+
+    def run(ds: tf.data.Dataset) -> dict[str, float]:
+        loss, hits, n = 0.0, 0, 0
+        for images, labels in ds:
+            batch_loss, batch_hits = stats(images, labels)
+            loss += float(batch_loss) * int(images.shape[0])
+            hits += int(batch_hits)
+            n += int(images.shape[0])
+        if detect is None:
+            return {"loss": loss / max(n, 1), "accuracy": hits / max(n, 1)}
+        gt, det, ids = predict_shards(net, valid_files, cfg.anchors, cfg.decode, detect=detect)
+        sizes = {i: (224, 224) for i in ids}
+        return {"loss": loss / max(n, 1), "map50": coco_metrics(gt, det, ids, sizes)["map50"]}
+
+    return run
+
+
+def improved(cfg: TrainConfig, value: float, best: float | None) -> bool:
+    """Whether a validation value beats the best so far (loss: lower; others: higher)."""
+    if best is None:
+        return True
+    return value < best if cfg.select == "loss" else value > best
+
+
+def datasets(cfg: TrainConfig, run: Session, epoch: int, n_images: int):
+    """The epoch's training batches (synthetic, or mixed with real tiles) and validation ones."""
+    kw = {"anchors": cfg.anchors, "match_iou": cfg.match_iou}
+    seed = cfg.seed * 1000 + epoch
+    if run.real_files and cfg.real_share > 0:
+        train = data.mixed(run.train_files, run.real_files, cfg.real_share, n_images, cfg.batch,
+                           seed, **kw)
+    else:
+        train = data.dataset(run.train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw)
+    return train, data.dataset(run.valid_files, cfg.batch, cfg.kind, **kw)
+
+
+def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
+    """A fresh model; the detector's trunk is copied from the classifier at ``init_from``."""
+    if cfg.kind == "classifier":
+        return models.classifier()
+    net = models.detector()
+    if init_from is not None:
+        check_keras_file(init_from, "--init")
+        try:
+            trained = keras.models.load_model(init_from, compile=False, safe_mode=True)
+            models.copy_trunk(trained, net)
+        except Exception as e:  # a broken or foreign file: Keras raises many kinds
+            raise UserError(f"{init_from} is not a readable ModifiedYolo model "
+                            f"({type(e).__name__}): pass --init models/classifier.keras from "
+                            "train_classifier") from None
+    return net
+
+
+def check_keras_file(path: Path, what: str) -> None:
+    """UserError unless ``path`` names a native ``.keras`` model file: other formats (HDF5
+    ``.h5``, SavedModel folders) are never loaded."""
+    if Path(path).suffix != ".keras":
+        raise UserError(f"{path}: {what} must be a .keras model file (got "
+                        f"{Path(path).suffix or 'no suffix'}); other formats are not loaded")
+
+
+def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_dir: Path,
+        init_from: Path | None = None, real_files: tuple[str, ...] = ()
+        ) -> tuple[keras.Model, dict]:
+    """Train (or resume) one phase; returns the best model and the final state."""
+    setup(cfg)
+    net = build(cfg, init_from)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(cfg.schedule, 1))
+    stats = {"train_images": data.count_records(train_files),
+             "valid_images": data.count_records(valid_files)}
+    if real_files:
+        stats["real_tiles"] = data.count_records(real_files)
+        stats["real_share"] = cfg.real_share
+    if stats["train_images"] == 0 or stats["valid_images"] == 0:
+        raise UserError(f"no training or validation images in {train_files + valid_files}: "
+                        "run the synth stage first")
+    state = {"epoch": 0, "best": None, "best_epoch": None, "history": [], "data": stats}
+    done = checkpoint.latest(state_dir)
+    if done is not None:
+        state = checkpoint.restore(done, net, optimizer)
+        log.info("resuming %s after epoch %d from %s", cfg.kind, state["epoch"], done)
+    run = Session(cfg, net, optimizer,
+                  step_fn(net, optimizer, loss_function(cfg), loss_terms(cfg)),
+                  validator(cfg, net, valid_files), train_files, valid_files, state_dir,
+                  tuple(real_files))
+    best_path = done / "best.weights.h5" if done is not None else None
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        best_path = train_one(run, epoch, state, best_path)
+    if best_path is not None:
+        net.load_weights(best_path)
+    return net, state
+
+
+@dataclass(frozen=True)
+class Session:
+    """What one training run holds across its epochs."""
+
+    cfg: TrainConfig
+    net: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step: Callable
+    validate: Callable
+    train_files: list[str]
+    valid_files: list[str]
+    state_dir: Path
+    real_files: tuple[str, ...] = ()
+
+
+def train_one(run: Session, epoch: int, state: dict, best_path: Path | None) -> Path:
+    """Train and validate one epoch, record it in ``state`` and save the resumable state;
+    returns the path of the best weights so far."""
+    cfg = run.cfg
+    lr = learning_rate(cfg.schedule, epoch)
+    run.optimizer.learning_rate.assign(lr)
+    train_ds, valid_ds = datasets(cfg, run, epoch, state["data"]["train_images"])
+    start = time.perf_counter()
+    try:
+        loss, speed = run_epoch(run.step, train_ds, state["data"]["train_images"],
+                                f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
+    except NonFiniteLoss as bad:
+        terms = ", ".join(f"{k} {v:.6g}" for k, v in bad.terms.items())
+        raise UserError(f"{cfg.kind} epoch {epoch} step {bad.step}: non-finite loss {bad.loss} "
+                        f"({terms}) at learning rate {lr:g}; training stopped, "
+                        f"{kept(run, state)}; lower the learning rate (train_{cfg.kind}."
+                        "schedule in params.yaml) or check the training data") from None
+    val = run.validate(valid_ds)
+    if not math.isfinite(val["loss"]):
+        raise UserError(f"{cfg.kind} epoch {epoch}: non-finite validation loss {val['loss']} "
+                        f"at learning rate {lr:g}; training stopped, {kept(run, state)}; lower "
+                        f"the learning rate (train_{cfg.kind}.schedule in params.yaml) or check "
+                        "the validation data")
+    value = val[cfg.select]
+    better = improved(cfg, value, state["best"])
+    if better:
+        state["best"], state["best_epoch"] = value, epoch
+    row = {"epoch": epoch, "lr": lr, "train_loss": loss,
+           **{f"valid_{k}": v for k, v in val.items()},
+           "images_per_s": speed, "seconds": time.perf_counter() - start}
+    state["history"].append(row)
+    state["epoch"] = epoch
+    log.info("%s epoch %d: lr %g, train loss %.4f, %s, %.1f img/s%s", cfg.kind, epoch, lr, loss,
+             ", ".join(f"valid {k} {v:.4f}" for k, v in val.items()), speed,
+             " (best)" if better else "")
+    saved = checkpoint.save(run.state_dir, epoch, run.net, run.optimizer,
+                            None if better else best_path, state)
+    return saved / "best.weights.h5"
+
+
+def kept(run: Session, state: dict) -> str:
+    """Which saved state a stopped run leaves behind, for its message."""
+    if state["epoch"] == 0:
+        return f"no epoch had finished (state folder {run.state_dir})"
+    return f"the last good state (epoch {state['epoch']}) is kept in {run.state_dir}"
+
+
+TIMING = ("images_per_s", "seconds")
+"""History fields that vary from run to run: logged and kept in the state, not in outputs."""
+
+
+def renumber_shared_ids(config: str) -> str:
+    """Keras writes Python object addresses as ``shared_object_id``; number them 1, 2, ... in
+    order of appearance instead (the same sharing, stable bytes)."""
+    ids: dict[str, str] = {}
+
+    def sub(m: re.Match) -> str:
+        return f'{m.group(1)}{ids.setdefault(m.group(2), str(len(ids) + 1))}'
+
+    return re.sub(r'("shared_object_id": )(\d+)', sub, config)
+
+
+def save_model(net: keras.Model, path: Path, card: dict | None = None) -> None:
+    """Save a .keras file atomically and byte-reproducibly: Keras stamps the save time into the
+    zip entries and metadata.json; both are fixed here (the weights file is already stable).
+    ``card``: the detector's card (bloodcell.model.card), added as one more zip entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tmp-", dir=path.parent) as tmp:
+        raw = Path(tmp) / path.name  # Keras wants the .keras suffix
+        net.save(raw)
+        with zipfile.ZipFile(raw) as src, atomic_file(path) as dst_path, \
+                zipfile.ZipFile(dst_path, "w", zipfile.ZIP_STORED) as dst:
+            for info in src.infolist():
+                data = src.read(info.filename)
+                if info.filename == "metadata.json":
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta, sort_keys=True).encode()
+                elif info.filename == "config.json":
+                    data = renumber_shared_ids(data.decode()).encode()
+                dst.writestr(zipfile.ZipInfo(info.filename, (1980, 1, 1, 0, 0, 0)), data)
+            if card is not None:
+                dst.writestr(zipfile.ZipInfo(model_card.ENTRY, (1980, 1, 1, 0, 0, 0)),
+                             model_card.card_bytes(card))
+
+
+def write_outputs(net: keras.Model, state: dict, cfg: TrainConfig, model_path: Path,
+                  history_csv: Path, metrics_json: Path, card: dict | None = None) -> None:
+    """The best model (.keras, with ``card``), the per-epoch history (CSV) and the metrics
+    (JSON)."""
+    save_model(net, model_path, card)
+    history = pd.DataFrame(state["history"]).drop(columns=list(TIMING))
+    first = ["epoch", "lr", "train_loss", "valid_loss"]
+    history = history[first + sorted(set(history.columns) - set(first))]
+    with atomic_file(history_csv) as tmp:
+        history.to_csv(tmp, index=False, float_format="%.6g")
+    metrics = {"best_epoch": state["best_epoch"], f"best_valid_{cfg.select}": state["best"],
+               "epochs": state["epoch"], "final_train_loss": state["history"][-1]["train_loss"],
+               **state["data"]}
+    # 6 significant digits, as in the history CSV: in CI the final loss's last digits once
+    # differed between the Snakemake and the DVC run of one command whose models were equal
+    metrics = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in metrics.items()}
+    with atomic_file(metrics_json) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def detector_card(cfg: TrainConfig, key_args: list[str], inputs: list[Path],
+                  init_from: Path | None) -> dict | None:
+    """The card a trained detector carries (bloodcell.model.card); None for the classifier."""
+    if cfg.kind != "detector":
+        return None
+    from bloodcell.detect.smear_reader import MODEL_RBC_PX
+
+    decode = {"nms_iou": cfg.decode.nms_iou, "map_score_threshold": cfg.decode.score_threshold}
+    return model_card.make_card(cfg.anchors, decode, MODEL_RBC_PX, key_args, inputs, init_from)
+
+
+def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_path: Path,
+        history_csv: Path, metrics_json: Path, key_args: list[str],
+        init_from: Path | None = None, real_dirs: list[Path] | None = None) -> None:
+    """Train one phase from shard folders and write its outputs; resumes when it can."""
+    real_dirs = real_dirs or []
+    check_keras_file(model_path, "--model")
+    if init_from is not None:
+        check_keras_file(init_from, "--init")
+    inputs = [*train_dirs, *valid_dirs, *([init_from] if init_from else []), *real_dirs]
+    for path in inputs:
+        if not Path(path).exists():
+            raise UserError(f"{path} does not exist: run the stages before training first")
+    state_dir = checkpoint.STATE_ROOT / f"train_{cfg.kind}-{checkpoint.state_key(key_args, inputs)}"
+    with checkpoint.locked(state_dir, f"train-{cfg.kind}"):
+        try:
+            net, state = fit(cfg, data.record_files(train_dirs), data.record_files(valid_dirs),
+                             state_dir, init_from, tuple(data.record_files(real_dirs)))
+        except BaseException:
+            if checkpoint.latest(state_dir) is None:  # nothing to resume: leave no trace
+                checkpoint.clear(state_dir)
+            raise
+        card = detector_card(cfg, key_args, [*train_dirs, *valid_dirs, *real_dirs], init_from)
+        write_outputs(net, state, cfg, model_path, history_csv, metrics_json, card)
+        checkpoint.clear(state_dir)
