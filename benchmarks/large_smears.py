@@ -116,9 +116,9 @@ def model_detector(path: Path):
     """The compiled tile detector of a trained model, as ``bloodcell detect`` builds it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.common.tf_threads import set_tf_threads
     from bloodcell.model.decode import DecodeConfig
     from bloodcell.model.inference import load_detector, tile_detector
-    from bloodcell.train.commands import set_tf_threads
 
     set_tf_threads()
     return tile_detector(load_detector(path), ORIGINAL_ANCHORS, DecodeConfig())

@@ -76,11 +76,11 @@ def main() -> None:
     import yaml
 
     from bloodcell.common.option_types import ORIGINAL_ANCHORS, parse_anchors
+    from bloodcell.common.tf_threads import set_tf_threads
     from bloodcell.evaluate.whole_slides import load_slides
     from bloodcell.model.card import model_anchors
     from bloodcell.model.decode import DecodeConfig
     from bloodcell.model.inference import load_detector, tile_detector
-    from bloodcell.train.commands import set_tf_threads
 
     set_tf_threads()
     params = yaml.safe_load((a.run / "params.yaml").read_text())

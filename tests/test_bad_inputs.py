@@ -2092,8 +2092,11 @@ def world(tmp_path_factory) -> World:
 def _quiet_tf(monkeypatch):
     """TensorFlow's thread counts can only be set before it starts; in this process they are
     whatever the first test left, so the commands' setting is skipped here."""
-    from bloodcell.train import commands as cli_train
-    monkeypatch.setattr(cli_train, "set_tf_threads", lambda: None)
+    from bloodcell.common import tf_threads
+    from bloodcell.evaluate import commands as evaluate_commands
+    from bloodcell.train import commands as train_commands
+    for module in (tf_threads, train_commands, evaluate_commands):
+        monkeypatch.setattr(module, "set_tf_threads", lambda: None)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

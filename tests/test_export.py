@@ -290,7 +290,7 @@ def test_export_subcommand(data, tmp_path, capsys):
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["export", "--format", "yolo", SPLIT, str(tmp_path / "y"),
                               "--synth", str(data / "synth")])
-    args.func(args)
+    args.main(args)
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and f"{N_IMAGES} images" in out
     with pytest.raises(SystemExit):

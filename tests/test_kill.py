@@ -280,7 +280,7 @@ def test_training(tmp_path):
 def untrained_model(tmp_path_factory) -> Path:
     """A randomly initialised detector saved as .keras, in a fresh process."""
     path = tmp_path_factory.mktemp("model") / "detector.keras"
-    code = ("import sys; from bloodcell.train.commands import set_tf_threads; set_tf_threads(); "
+    code = ("import sys; from bloodcell.common.tf_threads import set_tf_threads; set_tf_threads(); "
             "from bloodcell.model import network; network.detector().save(sys.argv[1])")
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=600)
     return path

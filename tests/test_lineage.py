@@ -89,7 +89,7 @@ def test_lineage_subcommand(data, capsys):
     parser = argparse.ArgumentParser(prog="bloodcell")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["lineage", "train-1-000001", "--data", str(data)])
-    args.func(args)
+    args.main(args)
     out = capsys.readouterr().out
     assert out.count("object ") == 5 and sha("images/f1.png") in out
 

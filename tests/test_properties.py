@@ -594,7 +594,8 @@ def test_image_list_reader_on_fuzzed_files_raises_only_user_errors(doc):
         only_user_errors(lambda: read_name_list(path))
 
 
-GOOD_MAP = yaml.safe_load((PROJECT / "bloodcell" / "sources" / "class_maps" / "bccd.yaml").read_text())
+CLASS_MAPS = PROJECT / "bloodcell" / "sources" / "class_maps"
+GOOD_MAP = yaml.safe_load((CLASS_MAPS / "bccd.yaml").read_text())
 yaml_scalars = (st.none() | st.booleans() | st.integers(-5, 12) | st.floats(allow_nan=True)
                 | st.sampled_from(["WBC", "RBC", "Platelets", "_", "Infected", "Clumps", "",
                                    "Sickle"]) | st.text(max_size=8))

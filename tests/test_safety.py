@@ -341,7 +341,7 @@ RERUN = """
 import sys
 from pathlib import Path
 from bloodcell.cli import main
-from bloodcell.train.commands import set_tf_threads
+from bloodcell.common.tf_threads import set_tf_threads
 from bloodcell.model import network as model
 set_tf_threads()
 root = Path(sys.argv[1])

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from bloodcell.common.boxes import candidate_pairs, neighbours, pair_ios, pair_iou
+from bloodcell.common.cli_args import add_slide
 from bloodcell.detect.whole_smear import (
     KIND,
     SlideConfig,
@@ -28,7 +29,6 @@ from bloodcell.detect.whole_smear import (
     tile_origins,
 )
 from bloodcell.evaluate.metrics import box_iou
-from bloodcell.train.commands import add_slide
 
 GREY = (200, 200, 200)
 

@@ -1,4 +1,4 @@
-"""params.yaml: validation against workflow/schemas/params.schema.yaml and presets.
+"""The ``params`` command: validate a params file against the schema, switch to a preset.
 
 Library code never reads params.yaml: stages get their values on the command line. This module
 serves `bloodcell params check` and `bloodcell params use NAME` only.
@@ -14,8 +14,9 @@ import yaml
 
 from bloodcell.common.atomic import atomic_file
 from bloodcell.common.errors import UserError
+from bloodcell.common.param_defaults import schema
 
-SCHEMA = Path("workflow/schemas/params.schema.yaml")
+SCHEMA = "bloodcell/common/params.schema.yaml (workflow/schemas/params.schema.yaml)"
 PRESETS = Path("config")
 DEFAULT_DATABASES = ("lisc", "iumc", "mamic", "kaggle")
 
@@ -35,10 +36,9 @@ def load_yaml(path: Path) -> object:
         raise UserError(f"{where}: not valid YAML ({problem}); fix the syntax") from None
 
 
-def validate(params: object, where: Path, project: Path) -> dict:
+def validate(params: object, where: Path) -> dict:
     """Check params against the schema and the rules a schema cannot state; return them."""
-    schema = load_yaml(project / SCHEMA)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema())
     # YAML keys need not be strings (false:, 7:): sort the error paths as text
     errors = sorted(validator.iter_errors(params),
                     key=lambda e: [str(p) for p in e.absolute_path])
@@ -82,18 +82,8 @@ def check_sources(params: dict, where: Path) -> None:
 
 
 def check(path: Path) -> dict:
-    """Load and validate a params file; the project root (holding the schema) is the file's
-    folder (its parent for a preset in config/), else the current folder."""
-    project = path.resolve().parent
-    if path.resolve().parent.name == PRESETS.name:
-        project = project.parent
-    doc = load_yaml(path)
-    if not (project / SCHEMA).is_file():
-        if not (Path.cwd() / SCHEMA).is_file():
-            raise UserError(f"{path}: no {SCHEMA} beside it or in the current folder to check "
-                            "it against; run the check from the project folder")
-        project = Path.cwd()
-    return validate(doc, path, project)
+    """Load and validate a params file against the schema shipped with the package."""
+    return validate(load_yaml(path), path)
 
 
 def use(name: str, project: Path = Path(".")) -> Path:
@@ -103,8 +93,28 @@ def use(name: str, project: Path = Path(".")) -> Path:
         names = sorted(p.stem.removeprefix("params-") for p in (project / PRESETS).glob(
             "params-*.yaml"))
         raise UserError(f"{preset}: no such preset; choose one of {', '.join(names)}")
-    validate(load_yaml(preset), preset, project)
+    validate(load_yaml(preset), preset)
     target = project / "params.yaml"
     with atomic_file(target) as tmp:
         shutil.copyfile(preset, tmp)
     return target
+
+
+def add_parser(sub) -> None:
+    """``bloodcell params check [FILE]`` and ``bloodcell params use NAME``."""
+    p = sub.add_parser("params", help="check params.yaml or switch to a preset")
+    psub = p.add_subparsers(dest="params_command", required=True, parser_class=type(p))
+    q = psub.add_parser("check", help="validate a params file against the schema")
+    q.add_argument("file", type=Path, nargs="?", default=Path("params.yaml"))
+    q = psub.add_parser("use", help="make config/params-NAME.yaml the params.yaml")
+    q.add_argument("name")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    if a.params_command == "check":
+        check(a.file)
+        print(f"{a.file}: valid")
+    else:
+        target = use(a.name)
+        print(f"config/params-{a.name}.yaml -> {target}")

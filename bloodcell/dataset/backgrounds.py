@@ -9,6 +9,7 @@ rendered on demand (render_background): a few kilobytes instead of a megabyte pe
 
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,18 @@ import pyarrow.parquet as pq
 
 from bloodcell.common.atomic import atomic_dir
 from bloodcell.common.classes import CLASS_INDEX
+from bloodcell.common.cli_args import (
+    check_range,
+    non_negative_int,
+    param_option,
+    positive_int,
+    share,
+)
 from bloodcell.common.contact_sheet import SHEET_LEVEL, contact_sheet
 from bloodcell.common.draw import draw_boxes
 from bloodcell.common.errors import UserError
 from bloodcell.common.image_files import write_png
+from bloodcell.common.param_defaults import param_default
 from bloodcell.common.seeds import rng_for
 from bloodcell.dataset.compose import Cut, load_cuts, paste, split_ids, tight_box, transform
 
@@ -183,3 +192,48 @@ def run(split_csv: Path, extract_dirs: list[Path], outdir: Path, cfg: Background
         background_sheet(recipe, {c.sample_id: c for c in cuts}, cfg.size, tmp / SHEET_NAME)
     log.info("%s: %d backgrounds, %d RBCs -> %s", cfg.split, 3 * cfg.count, recipe.num_rows,
              outdir)
+
+
+def add_inputs(p: argparse.ArgumentParser) -> None:
+    """The split table, extract folders, output folder and seed every dataset stage takes."""
+    p.add_argument("--split-table", type=Path, required=True, help="data/split/split.csv")
+    p.add_argument("--extracts", type=Path, nargs="+", required=True,
+                   help="extract stage output folders (data/extract/<db>)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (replaced only when an earlier run of the same command "
+                   "made it)")
+    p.add_argument("--seed", type=non_negative_int, required=True)
+
+
+def add_rbc_options(p: argparse.ArgumentParser) -> None:
+    """--rbc-count, --max-iou and --mixed-infected: how RBCs fill a background."""
+    p.add_argument("--rbc-count", type=positive_int, nargs=2, metavar=("MIN", "MAX"),
+                   default=[param_default("backgrounds.rbc_min"),
+                            param_default("backgrounds.rbc_max")],
+                   help="RBCs per background; params.yaml backgrounds.rbc_min, rbc_max")
+    param_option(p, "--max-iou", key="backgrounds.max_iou", type=share,
+                 help="largest RBC box IoU")
+    param_option(p, "--mixed-infected", key="backgrounds.mixed_infected", type=share,
+                 help="share of infected RBCs in mixed backgrounds")
+
+
+def add_parser(sub) -> None:
+    """``bloodcell backgrounds``."""
+    p = sub.add_parser("backgrounds", help="build one split's RBC backgrounds",
+                       description="Place the split's RBC samples on square backgrounds "
+                       "(healthy-only, infected-only, mixed); write the recipes "
+                       "(backgrounds.parquet) and a contact sheet.")
+    p.add_argument("split", choices=["train", "valid", "test"])
+    add_inputs(p)
+    p.add_argument("--per-kind", type=positive_int, required=True,
+                   help="backgrounds of each of the three kinds")
+    param_option(p, "--size", key="backgrounds.size", type=positive_int, help="side in px")
+    add_rbc_options(p)
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    check_range("--rbc-count", a.rbc_count)
+    cfg = BackgroundConfig(a.seed, a.split, a.per_kind, a.size, *a.rbc_count, a.max_iou,
+                           a.mixed_infected)
+    run(a.split_table, a.extracts, a.out, cfg)

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from bloodcell.common.atomic import atomic_dir, check_output
 from bloodcell.common.classes import CLASS_INDEX, LABEL_INDEX, UNTYPED_WBC, WBC_CLASSES, label_name
+from bloodcell.common.cli_args import param_option
 from bloodcell.common.errors import UserError
 from bloodcell.common.image_files import ImageProblem, decode_color, encode_png
 from bloodcell.common.seeds import rng_for
@@ -271,13 +272,13 @@ def add_parser(sub) -> None:
                    "section; repeat for more sets")
     p.add_argument("--out", type=Path, required=True, help="output shard folder (replaced)")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--variants", type=int, choices=range(1, 9), default=4, metavar="1..8",
-                   help="flips and quarter turns of each image (default 4)")
-    p.add_argument("--stride", type=int, default=160,
-                   help="tile step in px on images larger than a tile (default 160)")
-    p.add_argument("--min-visible", type=float, default=0.5,
-                   help="share of a box inside a tile for the object to keep its label")
-    p.set_defaults(func=cmd_real_tiles)
+    param_option(p, "--variants", key="real_tiles.variants", type=int, choices=range(1, 9),
+                 metavar="1..8", help="flips and quarter turns of each image")
+    param_option(p, "--stride", key="real_tiles.stride", type=int,
+                 help="tile step in px on images larger than a tile")
+    param_option(p, "--min-visible", key="real_tiles.min_visible", type=float,
+                 help="share of a box inside a tile for the object to keep its label")
+    p.set_defaults(main=main)
 
 
 def parse_set(values: list[str]) -> TileSet:
@@ -296,7 +297,7 @@ def parse_set(values: list[str]) -> TileSet:
                    None if image_list == "all" else Path(image_list), factor, cmap)
 
 
-def cmd_real_tiles(a) -> None:
+def main(a) -> None:
     if a.stride < 16 or a.stride > TILE:
         raise UserError(f"--stride {a.stride} must lie in 16..{TILE}")
     sets = [parse_set(v) for v in a.sets]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bloodcell.common.atomic import atomic_dir
+from bloodcell.common.cli_args import non_negative_int, param_option, share
 from bloodcell.common.errors import UserError
 from bloodcell.dataset.samples import PACK_NAME, read_pack
 
@@ -107,3 +108,21 @@ def run(pack_dirs: list[Path], outdir: Path, cfg: SplitConfig) -> None:
                 counts = [sum(split_of[i] == s for i in ids) for s in SPLITS]
                 out.writerow([source, class_name, *counts])
                 log.info("%-7s %-12s train %5d valid %4d test %4d", source, class_name, *counts)
+
+
+def add_parser(sub) -> None:
+    """``bloodcell split``."""
+    p = sub.add_parser("split", help="assign samples to train/valid/test",
+                       description="Split every source and class's samples 80/10/10 (or as "
+                       "given) by sample; write OUTDIR/split.csv and summary.csv.")
+    p.add_argument("extracts", type=Path, nargs="+", help="extract stage output folders")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=non_negative_int, required=True)
+    param_option(p, "--train", key="split.train", type=share)
+    param_option(p, "--valid", key="split.valid", type=share)
+    param_option(p, "--test", key="split.test", type=share)
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    run(a.extracts, a.out, SplitConfig(a.seed, a.train, a.valid, a.test))

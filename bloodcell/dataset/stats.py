@@ -64,3 +64,18 @@ def run(shard_dirs: list[Path], metrics: Path, plot: Path) -> None:
         tmp_metrics.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
         pd.DataFrame(rows, columns=["split", "class_name", "objects"]).to_csv(tmp_plot,
                                                                                index=False)
+
+
+def add_parser(sub) -> None:
+    """``bloodcell dataset-stats``."""
+    p = sub.add_parser("dataset-stats", help="metrics and a class plot of the synthetic data",
+                       description="Count images and objects per split and class from the "
+                       "shards' objects tables; write a metrics JSON and a plot CSV.")
+    p.add_argument("shards", type=Path, nargs="+", help="synth shard folders")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    p.add_argument("--plot", type=Path, required=True, help="CSV (split, class_name, objects)")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    run(a.shards, a.metrics, a.plot)

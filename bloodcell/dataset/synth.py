@@ -26,11 +26,12 @@ from bloodcell.common.classes import (
     WBC_CLASSES,
     label_name,
 )
+from bloodcell.common.cli_args import param_option, positive_int, share
 from bloodcell.common.errors import UserError
 from bloodcell.common.image_files import encode_png
 from bloodcell.common.seeds import rng_for
 from bloodcell.common.tile import TILE_PX as SIZE
-from bloodcell.dataset.backgrounds import RECIPE_NAME, RECIPE_SCHEMA, render_background
+from bloodcell.dataset.backgrounds import RECIPE_NAME, RECIPE_SCHEMA, add_inputs, render_background
 from bloodcell.dataset.compose import Cut, load_cuts, paste, rotate, split_ids, tight_box, transform
 from bloodcell.dataset.samples import read_parquet
 from bloodcell.dataset.shards import OBJECT_SCHEMA, ImageRecord, image_id, write_shard
@@ -305,3 +306,38 @@ def run(split_csv: Path, extract_dirs: list[Path], backgrounds_dir: Path, outdir
     log.info("%s shard %d: %d images, %d objects -> %s", cfg.split, cfg.shard, n, len(rows),
              outdir)
     return n
+
+
+def add_parser(sub) -> None:
+    """``bloodcell synth``."""
+    p = sub.add_parser("synth", help="make one shard of synthetic 224x224 images",
+                       description="Cut 224x224 windows from the split's backgrounds, affix "
+                       "WBC, thrombocyte and clump samples (and partial WBCs); write "
+                       "images.tfrecord, objects.parquet and a contact sheet.")
+    p.add_argument("shard", help="shard name SPLIT-N, e.g. train-0")
+    add_inputs(p)
+    p.add_argument("--backgrounds", type=Path, required=True, help="data/backgrounds/<split>")
+    p.add_argument("--images", type=positive_int, required=True, help="images in this shard")
+    p.add_argument("--mix", type=share, nargs=4, required=True,
+                   metavar=("BACKGROUND", "SINGLE", "DOUBLE", "TRIPLE"),
+                   help="shares of images with 0, 1, 2, 3 affixed cells")
+    param_option(p, "--partial-share", key="synth.partial_share", type=share)
+    param_option(p, "--corner-share", key="synth.corner_share", type=share)
+    param_option(p, "--min-visible", key="synth.min_visible", type=share)
+    param_option(p, "--bg-size", key="backgrounds.size", type=positive_int)
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    from bloodcell.dataset.shards import shard_key
+
+    try:
+        split, shard = shard_key(a.shard)
+    except ValueError as err:
+        raise UserError(f"{err}; name shards like train-0 in synth.shards") from None
+    if not sum(a.mix) > 0:
+        raise UserError("--mix: all four shares are 0; give at least one share > 0 "
+                        "(synth.mix in params.yaml)")
+    cfg = SynthConfig(a.seed, split, shard, a.images, tuple(a.mix), a.partial_share,
+                      a.corner_share, a.min_visible, a.bg_size)
+    run(a.split_table, a.extracts, a.backgrounds, a.out, cfg)

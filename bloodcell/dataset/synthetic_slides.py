@@ -26,13 +26,24 @@ from bloodcell.common.classes import (
     WBC_CLASSES,
     coco_categories,
 )
+from bloodcell.common.cli_args import (
+    check_range,
+    non_negative_int,
+    param_option,
+    positive_int,
+    share,
+    sizes_list,
+)
 from bloodcell.common.contact_sheet import SHEET_LEVEL, contact_sheet
 from bloodcell.common.draw import draw_boxes
 from bloodcell.common.image_files import encode_png, write_png
+from bloodcell.common.param_defaults import param_default
 from bloodcell.common.seeds import rng_for
 from bloodcell.common.tile import TILE_PX as TILE
 from bloodcell.dataset.backgrounds import (
     BackgroundConfig,
+    add_inputs,
+    add_rbc_options,
     check_fits,
     plan_background,
     rbc_pools,
@@ -169,3 +180,35 @@ def run(split_csv: Path, extract_dirs: list[Path], outdir: Path, cfg: SlidesConf
         lineage_table(made).to_parquet(tmp / "objects.parquet", index=False)
         write_png(tmp / "contact_sheet.png", contact_sheet(tiles, 3, 400), SHEET_LEVEL)
     log.info("slides: %d slides -> %s", len(made), outdir)
+
+
+def add_parser(sub) -> None:
+    """``bloodcell slides``."""
+    p = sub.add_parser("slides", help="make whole synthetic test smears",
+                       description="Render whole smears from test-split samples with cells "
+                       "straddling 224-px tile seams; write PNGs and COCO ground truth.")
+    add_inputs(p)
+    param_option(p, "--count", key="slides.count", type=non_negative_int, help="square slides")
+    param_option(p, "--size", key="slides.size", type=positive_int,
+                 help="side of square slides")
+    p.add_argument("--extra-sizes", type=sizes_list,
+                   default=sizes_list(param_default("slides.extra_sizes")),
+                   help="further slides as WxH px, comma-separated (e.g. 1300x900,500x700), "
+                   "or none; params.yaml slides.extra_sizes")
+    for kind in ("wbc", "thrombocytes", "clumps"):
+        param_option(p, f"--{kind}", key=f"slides.{kind}", type=non_negative_int, nargs=2,
+                     metavar=("MIN", "MAX"))
+    param_option(p, "--seam-share", key="slides.seam_share", type=share)
+    param_option(p, "--min-visible", key="synth.min_visible", type=share)
+    add_rbc_options(p)
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    for option in ("rbc_count", "wbc", "thrombocytes", "clumps"):
+        check_range(f"--{option.replace('_', '-')}", getattr(a, option))
+    sizes = tuple([(a.size, a.size)] * a.count + a.extra_sizes)
+    bg = BackgroundConfig(a.seed, "test", 1, a.size, *a.rbc_count, a.max_iou, a.mixed_infected)
+    cfg = SlidesConfig(a.seed, sizes, tuple(a.wbc), tuple(a.thrombocytes), tuple(a.clumps),
+                       a.seam_share, a.min_visible, bg)
+    run(a.split_table, a.extracts, a.out, cfg)

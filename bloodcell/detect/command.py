@@ -157,8 +157,7 @@ def detect_images(paths: list[Path], detector, scale: float | str, out: Path, se
 
 
 def add_parser(sub) -> None:
-    from bloodcell.cli import positive_float
-    from bloodcell.train.commands import add_decode, add_model_and_scale, add_slide
+    from bloodcell.common.cli_args import add_decode, add_model_and_scale, add_slide, positive_float
 
     p = sub.add_parser("detect", help="detect cells on your own smear images",
                        description="Detect blood cells on PNG, JPEG, BMP or TIFF smears of any "
@@ -192,7 +191,7 @@ def add_parser(sub) -> None:
     add_model_and_scale(p)
     add_decode(p)
     add_slide(p)
-    p.set_defaults(func=cmd_detect)
+    p.set_defaults(main=main)
 
 
 def run_settings(a: argparse.Namespace, detector, scale: float | str) -> dict:
@@ -209,11 +208,11 @@ def run_settings(a: argparse.Namespace, detector, scale: float | str) -> dict:
             "pixel_size": a.pixel_size}
 
 
-def cmd_detect(a: argparse.Namespace) -> None:
+def main(a: argparse.Namespace) -> None:
     from bloodcell.common.atomic import check_output
+    from bloodcell.common.cli_args import slide_config
     from bloodcell.detect.api import Detector
     from bloodcell.detect.smear_reader import list_images
-    from bloodcell.train.commands import slide_config
 
     paths = list_images(a.inputs)
     if not a.model.is_file():

@@ -36,6 +36,7 @@ from bloodcell.common.classes import INFECTED_IDX as INFECTED
 from bloodcell.common.classes import PARTIAL_IDX as PARTIAL
 from bloodcell.common.classes import PLATELET_IDX as PLATELETS
 from bloodcell.common.classes import WBC_IDX as WBC
+from bloodcell.common.param_defaults import param_default
 from bloodcell.common.tile import TILE_PX as TILE
 
 if TYPE_CHECKING:  # bloodcell.model.inference loads TensorFlow; the CLI parsers import this module
@@ -53,7 +54,7 @@ MERGE_METRICS = ("iou", "ios")
 over the smaller box's area > merge_iou."""
 
 
-DEFAULT_OVERLAP_PX = 45
+DEFAULT_OVERLAP_PX = param_default("slide_detection.overlap")
 """Default overlap of neighbouring tiles (20 % of 224, stride 179), the best of the variants
 measured on the synthetic slides (benchmarks/slide_variants.py): every RBC (about 34 px) lies
 whole in some tile, and with the second pass it gave the slides' mAP@0.5 within 0.02 of the

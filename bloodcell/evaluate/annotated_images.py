@@ -386,7 +386,7 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
 
 
 def add_parser(sub) -> None:
-    from bloodcell.train.commands import add_decode, add_model_and_scale, add_slide
+    from bloodcell.common.cli_args import add_decode, add_model_and_scale, add_slide, param_option
 
     p = sub.add_parser(
         "evaluate-images", help="score the detector on annotated real smear images",
@@ -407,13 +407,14 @@ def add_parser(sub) -> None:
     add_model_and_scale(p)
     add_decode(p)
     add_slide(p)
-    p.add_argument("--map-score-threshold", type=float, default=0.01,
-                   help="lowest score kept for mAP (the other metrics use --score-threshold)")
-    p.add_argument("--max-dets", type=int, default=1000, help="COCOeval maxDets per image")
+    param_option(p, "--map-score-threshold", key="evaluate.map_score_threshold", type=float,
+                 help="lowest score kept for mAP (the other metrics use --score-threshold)")
+    param_option(p, "--max-dets", key="evaluate.max_dets", type=int,
+                 help="COCOeval maxDets per image")
     p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
     p.add_argument("--figures", type=Path,
                    help="folder for annotated examples (first 3 images) and metrics.html")
-    p.set_defaults(func=cmd_evaluate_images)
+    p.set_defaults(main=main)
 
 
 def load_annotations(a: argparse.Namespace, cmap: ClassMap):
@@ -430,12 +431,13 @@ def load_annotations(a: argparse.Namespace, cmap: ClassMap):
     return ann
 
 
-def cmd_evaluate_images(a: argparse.Namespace) -> None:
+def main(a: argparse.Namespace) -> None:
     from bloodcell.common.atomic import atomic_dir
+    from bloodcell.common.cli_args import model_anchors, slide_config
+    from bloodcell.common.tf_threads import set_tf_threads
     from bloodcell.model.decode import DecodeConfig
     from bloodcell.model.inference import load_detector, tile_detector
     from bloodcell.sources.class_map import load_class_map, model_groups
-    from bloodcell.train.commands import model_anchors, set_tf_threads, slide_config
 
     if not 0.05 <= a.scale <= 20:
         raise UserError(f"--scale {a.scale:g} is outside 0.05..20; give the resize factor to "

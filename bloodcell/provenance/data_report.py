@@ -188,4 +188,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=Path("data"),
                    help="the data folder that holds extract/, split/ and synth/ (default data)")
     p.add_argument("--out", type=Path, required=True, help="output folder (reports/data)")
-    p.set_defaults(func=lambda a: run(a.extracts, a.shard, a.data, a.out))
+    p.set_defaults(main=main)
+
+
+def main(a: argparse.Namespace) -> None:
+    run(a.extracts, a.shard, a.data, a.out)

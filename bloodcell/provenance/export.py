@@ -399,11 +399,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="output folder (replaced as a whole)")
     p.add_argument("--synth", type=Path, default=Path("data/synth"), metavar="DIR",
                    help="synth stage output holding SPLIT-<k>/ shards (default data/synth)")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(main=main)
     return p
 
 
-def cmd_export(a: argparse.Namespace) -> None:
+def main(a: argparse.Namespace) -> None:
     """Run the export subcommand and print a one-line summary."""
     n = run_export(a.format, a.split, a.synth, a.outdir)
     what = ",".join(SPLITS) if a.split == ALL else a.split

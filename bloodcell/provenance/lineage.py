@@ -166,11 +166,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "slides made from this raw database file (to withdraw it)")
     p.add_argument("--data", type=Path, default=Path("data"), metavar="DIR",
                    help="data root holding synth/, extract/ and split/ (default data)")
-    p.set_defaults(func=cmd_lineage)
+    p.set_defaults(main=main)
     return p
 
 
-def cmd_lineage(a: argparse.Namespace) -> None:
+def main(a: argparse.Namespace) -> None:
     """Run the lineage subcommand and print the chains (or, with --raw-file, descendants)."""
     if (a.image_id is None) == (a.raw_file is None):
         raise UserError("lineage: give either IMAGE_ID or --raw-file PATH")

@@ -8,6 +8,7 @@ returns the job's samples and skips. This module runs them and writes, atomicall
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import multiprocessing as mp
@@ -148,3 +149,19 @@ def write_extract(
         log.info("%s %-12s %6d samples", source, name, n)
     log.info("%s: %d samples, %d skipped -> %s", source, len(samples), len(skips), outdir)
     return samples, skips
+
+
+def run_source(a: argparse.Namespace, planned: tuple[list, list], process: Callable[[Job], list],
+               source: str, classes: Sequence[str]) -> None:
+    """The body of every ``extract-<db>`` command: refuse an output folder the command may not
+    replace (before the long extraction), cut the planned jobs in worker processes, and write
+    the extract contract (samples.parquet, qc_counts.csv, qc_skipped.csv) atomically.
+    ``planned`` is the source module's plan(...) result (jobs, skips already known)."""
+    from bloodcell.common.atomic import check_output
+
+    inputs = [a.root, getattr(a, "crops", None), getattr(a, "images_list", None)]
+    check_output(a.outdir, a.command, inputs)
+    jobs, skips = planned
+    log.info("%s: %d files from %s", source, len(jobs), a.root)
+    items = skips + run_jobs(jobs, process, worker_count())
+    write_extract(source, items, classes, a.outdir, a.command, inputs)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bloodcell.common.cli_args import add_sample_args
 from bloodcell.common.errors import UserError
 from bloodcell.dataset.samples import Sample, Skip
 from bloodcell.sources import voc
 from bloodcell.sources.annotations import IML_DIFFICULT, AnnotatedImages, read_iml, read_name_list
+from bloodcell.sources.extract import run_source
 from bloodcell.sources.layout import require_layout
 
 SOURCE = "iml"
@@ -65,3 +67,24 @@ def plan(root: Path, images_list: Path, scale: float, pad: int,
 def process(job: Job) -> list[Sample | Skip]:
     """Cut every annotated cell of one field (see bloodcell.sources.voc.process)."""
     return voc.process(job)
+
+
+def add_parser(sub) -> None:
+    """``bloodcell extract-iml``."""
+    p = sub.add_parser("extract-iml", help="cut the RBCs of IML malaria smears at their boxes",
+                       description="Cut the annotated cells of the listed images of "
+                       "ROOT/IML_Malaria with ROOT/annotations.json boxes and threshold masks, "
+                       "bring them to the 40x scale. 'red blood cell' -> _, ring / trophozoite "
+                       "/ schizont / gametocyte -> Infected, difficult ignored.")
+    p.add_argument("root", type=Path, help="folder holding IML_Malaria/ and annotations.json")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--images-list", type=Path, required=True, metavar="FILE",
+                   help="text file naming the images to use, one a line "
+                   "(e.g. config/lists/iml-train.txt)")
+    add_sample_args(p, "iml")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    planned = plan(a.root, a.images_list, a.scale, a.pad, a.min_area)
+    run_source(a, planned, process, SOURCE, CLASSES)

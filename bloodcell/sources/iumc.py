@@ -15,9 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bloodcell.common.classes import WBC_CLASSES
+from bloodcell.common.cli_args import add_sample_args
 from bloodcell.common.errors import UserError
 from bloodcell.dataset.samples import Sample, Skip
-from bloodcell.sources.extract import MaskJob, cut_by_mask
+from bloodcell.sources.extract import MaskJob, cut_by_mask, run_source
 from bloodcell.sources.layout import require_images
 
 SOURCE = "iumc"
@@ -61,3 +62,18 @@ def plan(root: Path, scale: float, pad: int, min_area: int) -> tuple[list[Job], 
 def process(job: Job) -> list[Sample | Skip]:
     """Cut the WBC by its mask and bring it to the 40x scale."""
     return cut_by_mask(job, SOURCE)
+
+
+def add_parser(sub) -> None:
+    """``bloodcell extract-iumc``."""
+    p = sub.add_parser("extract-iumc", help="cut IUMC single WBCs with their masks",
+                       description="Cut the WBCs of ROOT/<Class>/images with masks from "
+                       "ROOT/<Class>/masks, bring them to the 40x scale.")
+    p.add_argument("root", type=Path, help="folder holding the IUMC class folders")
+    p.add_argument("outdir", type=Path)
+    add_sample_args(p, "iumc")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    run_source(a, plan(a.root, a.scale, a.pad, a.min_area), process, SOURCE, CLASSES)

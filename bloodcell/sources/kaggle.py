@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bloodcell.common.cli_args import add_sample_args, param_option, threshold
 from bloodcell.common.image_files import ImageProblem
 from bloodcell.dataset.masks import cell_on_black
 from bloodcell.dataset.samples import Sample, Skip
 from bloodcell.dataset.scale import crop, mask_box, rescale
-from bloodcell.sources.extract import read_source, sha256_hex
+from bloodcell.sources.extract import read_source, run_source, sha256_hex
 from bloodcell.sources.layout import list_images, require_images, require_layout
 
 SOURCE = "kaggle"
@@ -79,3 +80,21 @@ def process(job: Job) -> list[Sample | Skip]:
     sample_id = f"{SOURCE}/{job.rel}"
     return [Sample(sample_id, SOURCE, job.class_name, job.rel, sha256_hex(data), box,
                    small, small_mask)]
+
+
+def add_parser(sub) -> None:
+    """``bloodcell extract-kaggle``."""
+    p = sub.add_parser("extract-kaggle", help="cut Kaggle malaria cells with threshold masks",
+                       description="Mask the cells of ROOT/cell_images/{Parasitized,Uninfected} "
+                       "by a threshold, bring them to the 40x scale.")
+    p.add_argument("root", type=Path, help="folder holding cell_images/")
+    p.add_argument("outdir", type=Path)
+    add_sample_args(p, "kaggle")
+    param_option(p, "--threshold", key="extract.kaggle.threshold", type=threshold,
+                 help="cell-vs-black threshold on the brightest channel, or otsu")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    planned = plan(a.root, a.scale, a.pad, a.min_area, a.threshold)
+    run_source(a, planned, process, SOURCE, CLASSES)

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bloodcell.common.cli_args import add_sample_args, param_option
 from bloodcell.common.image_files import ImageProblem, read_mask
 from bloodcell.dataset.masks import components, touches_border
 from bloodcell.dataset.samples import Sample, Skip
 from bloodcell.dataset.scale import crop, mask_box, rescale
-from bloodcell.sources.extract import MaskJob, read_source, sha256_hex
+from bloodcell.sources.extract import MaskJob, read_source, run_source, sha256_hex
 from bloodcell.sources.layout import require_images, require_layout
 
 SOURCE = "lisc"
@@ -112,3 +113,22 @@ def process(job: Job) -> list[Sample | Skip]:
         out.append(Sample(f"{SOURCE}/{part}", SOURCE, job.class_name, job.rel, digest, cbox,
                           small, small_mask))
     return out
+
+
+def add_parser(sub) -> None:
+    """``bloodcell extract-lisc``."""
+    p = sub.add_parser("extract-lisc", help="cut LISC WBCs with the expert masks",
+                       description="Cut the WBCs of ROOT/'LISC Database' with their expert "
+                       "masks, bring them to the 40x scale, write OUTDIR/samples.parquet and "
+                       "QC tables.")
+    p.add_argument("root", type=Path, help="folder holding 'LISC Database/'")
+    p.add_argument("outdir", type=Path)
+    add_sample_args(p, "lisc")
+    param_option(p, "--multi-cell", key="extract.lisc.multi_cell", choices=["skip", "split"],
+                 help="an image whose mask holds several cells: skip it or keep each cell")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    planned = plan(a.root, a.scale, a.pad, a.min_area, a.multi_cell)
+    run_source(a, planned, process, SOURCE, CLASSES)

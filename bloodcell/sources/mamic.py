@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bloodcell.common.cli_args import add_sample_args
 from bloodcell.common.errors import UserError
 from bloodcell.common.image_files import ImageProblem
 from bloodcell.dataset.masks import cell_on_light
 from bloodcell.dataset.samples import Sample, Skip
 from bloodcell.dataset.scale import crop, mask_box, rescale
-from bloodcell.sources.extract import read_source, sha256_hex
+from bloodcell.sources.extract import read_source, run_source, sha256_hex
 from bloodcell.sources.layout import require_layout
 
 SOURCE = "mamic"
@@ -148,3 +149,20 @@ def process(job: Job) -> list[Sample | Skip]:
         return [Skip(job.rel, c.class_name, str(err)) for c in job.crops]
     digest = sha256_hex(data)
     return [cut(img, digest, c, job) for c in job.crops]
+
+
+def add_parser(sub) -> None:
+    """``bloodcell extract-mamic``."""
+    p = sub.add_parser("extract-mamic", help="cut MAMIC cells at the crop list's boxes",
+                       description="Cut the cells listed in CROPS from ROOT/images with "
+                       "threshold masks, bring them to the 40x scale.")
+    p.add_argument("root", type=Path, help="folder holding images/")
+    p.add_argument("crops", type=Path, help="crop list CSV: image,class,x,y,w,h")
+    p.add_argument("outdir", type=Path)
+    add_sample_args(p, "mamic")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    planned = plan(a.root, a.crops, a.scale, a.pad, a.min_area)
+    run_source(a, planned, process, SOURCE, CLASSES)

@@ -31,13 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from bloodcell.common.classes import UNTYPED_WBC
+from bloodcell.common.cli_args import add_sample_args
 from bloodcell.common.errors import UserError
 from bloodcell.common.image_files import ImageProblem
 from bloodcell.dataset.masks import Box, cell_on_light
 from bloodcell.dataset.samples import Sample, Skip
 from bloodcell.dataset.scale import crop, mask_box, rescale
 from bloodcell.sources.annotations import AnnotatedImages, read_name_list, read_voc
-from bloodcell.sources.extract import read_source, sha256_hex
+from bloodcell.sources.extract import read_source, run_source, sha256_hex
 from bloodcell.sources.layout import require_layout
 
 SOURCE = "voc"
@@ -195,3 +196,24 @@ def process(job: Job) -> list[Sample | Skip]:
         return [Skip(f"{job.rel}#{c.obj}", c.class_name, why) for c in job.cells]
     digest = sha256_hex(data)
     return [cut(img, digest, c, job) for c in job.cells]
+
+
+def add_parser(sub) -> None:
+    """``bloodcell extract-voc``."""
+    p = sub.add_parser("extract-voc", help="cut the cells of Pascal VOC smears (BCCD) at their "
+                       "boxes",
+                       description="Cut the annotated cells of the images of one image set of "
+                       "ROOT/BCCD (JPEGImages/, Annotations/*.xml, ImageSets/Main/NAME.txt) with "
+                       "threshold masks inside each box, bring them to the 40x scale. RBC -> _, "
+                       "Platelets -> Thrombocytes, WBC -> WBC (type unknown).")
+    p.add_argument("root", type=Path, help="folder holding BCCD/ (or the VOC set folder itself)")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--image-set", required=True, metavar="NAME",
+                   help="use the images of ImageSets/Main/NAME.txt (e.g. train)")
+    add_sample_args(p, "voc")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    planned = plan(a.root, a.image_set, a.scale, a.pad, a.min_area)
+    run_source(a, planned, process, SOURCE, CLASSES)

@@ -28,9 +28,10 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from bloodcell.common.cli_args import non_negative_int, param_option, positive_float, positive_int
 from bloodcell.common.errors import UserError
 from bloodcell.dataset.samples import Sample, Skip
-from bloodcell.sources.extract import MaskJob, cut_by_mask
+from bloodcell.sources.extract import MaskJob, cut_by_mask, run_source
 from bloodcell.sources.layout import list_images, require_layout
 
 SOURCE = "wbcseg"
@@ -130,3 +131,34 @@ def plan(root: Path, scales: dict[int, float], pad: int, min_area: int,
 def process(job: Job) -> list[Sample | Skip]:
     """Cut the WBC (cytoplasm + nucleus) by its mask and bring it to the 40x scale."""
     return cut_by_mask(job, SOURCE, fill=True)
+
+
+def add_parser(sub) -> None:
+    """``bloodcell extract-wbcseg``."""
+    p = sub.add_parser("extract-wbcseg", help="cut single WBCs of wbc-seg (Zheng 2018) with "
+                       "their masks",
+                       description="Cut the WBCs of ROOT/'Dataset N'/NNN.bmp with the "
+                       "nucleus+cytoplasm masks NNN.png, classes from ROOT/'Class Labels of "
+                       "Dataset N.csv', bring them to the 40x scale (each dataset has its own "
+                       "magnification, hence its own scale).")
+    p.add_argument("root", type=Path, help="folder holding 'Dataset 1/', 'Dataset 2/' and the "
+                   "class-label CSVs")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--dataset", type=int, choices=[1, 2], nargs="+", default=[1, 2],
+                   help="which datasets to extract (default: 1 2)")
+    p.add_argument("--scale-1", type=positive_float, metavar="S",
+                   help="resize factor of Dataset 1 (120x120 crops) to the 40x scale; "
+                   "required when Dataset 1 is extracted")
+    p.add_argument("--scale-2", type=positive_float, metavar="S",
+                   help="resize factor of Dataset 2 (300x300 crops) to the 40x scale; "
+                   "required when Dataset 2 is extracted")
+    param_option(p, "--pad", key="extract.wbcseg.pad", type=non_negative_int,
+                 help="pixels of context kept around each cell's mask box")
+    param_option(p, "--min-area", key="extract.wbcseg.min_area", type=positive_int,
+                 help="smallest cell mask in native px")
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    planned = plan(a.root, {1: a.scale_1, 2: a.scale_2}, a.pad, a.min_area, a.dataset)
+    run_source(a, planned, process, SOURCE, CLASSES)

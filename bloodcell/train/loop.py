@@ -73,7 +73,7 @@ def setup(cfg: TrainConfig) -> None:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
-        try:  # concurrent ops break determinism on CPU (see cli_train.set_tf_threads)
+        try:  # concurrent ops break determinism on CPU (see bloodcell.common.tf_threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # the runtime already started: the caller has set it
             pass

@@ -33,6 +33,7 @@ byte-identical files.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -43,6 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bloodcell.common.cli_args import non_negative_int, param_option, positive_int
 from bloodcell.sources.demo import cells as dc
 
 DB_CODE = {"lisc": 1, "iumc": 2, "mamic": 3, "kaggle": 4}
@@ -591,3 +593,29 @@ def make_demo_sources(outdir: Path, cfg: DemoConfig, workers: int = 1) -> None:
     make_iumc(outdir / "iumc", cfg.iumc_per_class, cfg.seed, workers)
     make_mamic(outdir / "mamic", cfg.mamic_fields, cfg.seed, workers)
     make_kaggle(outdir / "kaggle", cfg.kaggle_per_class, cfg.seed, workers)
+
+
+def add_parser(sub) -> None:
+    """``bloodcell demo-sources``."""
+    p = sub.add_parser("demo-sources", help="make the procedural demo databases",
+                       description="Render seeded stand-ins for LISC, IUMC, MAMIC and Kaggle in "
+                       "their real on-disk layouts under OUTDIR (replaced atomically).")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--seed", type=non_negative_int, required=True)
+    param_option(p, "--lisc-per-class", key="demo.lisc_per_class", type=positive_int)
+    param_option(p, "--lisc-mixt", key="demo.lisc_mixt", type=non_negative_int)
+    param_option(p, "--iumc-per-class", key="demo.iumc_per_class", type=positive_int)
+    param_option(p, "--mamic-fields", key="demo.mamic_fields", type=positive_int)
+    param_option(p, "--kaggle-per-class", key="demo.kaggle_per_class", type=positive_int)
+    p.set_defaults(main=main)
+
+
+def main(a) -> None:
+    from bloodcell.common.atomic import atomic_dir
+    from bloodcell.sources.extract import worker_count
+
+    cfg = DemoConfig(a.seed, a.lisc_per_class, a.lisc_mixt, a.iumc_per_class, a.mamic_fields,
+                     a.kaggle_per_class)
+    with atomic_dir(a.outdir, a.command) as tmp:
+        make_demo_sources(tmp, cfg, workers=worker_count())
+    logging.getLogger(__name__).info("demo databases -> %s", a.outdir)
