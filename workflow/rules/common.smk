@@ -64,9 +64,21 @@ def versioned_input(path):
     return [] if not path or path.startswith(f"{DEMO_ROOT}/") else [path]
 
 
-def extract_params(db):
-    """The extract.<db> params of params.yaml (empty where the preset has no such database)."""
-    return config["extract"].get(db, {})
+def param(key):
+    """One leaf of params.yaml by its dotted key (None where the preset has no such key):
+    rules pass leaf params only, so Snakemake re-runs a rule exactly when DVC's stage (which
+    lists the same leaf keys) is stale."""
+    value = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def extract_param(db, key):
+    """One extract.<db>.<key> param (None where the preset has no such database or key)."""
+    return config["extract"].get(db, {}).get(key)
 
 
 SHARDS = sorted(config["synth"]["shards"])

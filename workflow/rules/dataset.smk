@@ -18,11 +18,12 @@ rule split:
         mem_mb=1000,
     params:
         seed=config["seed"],
-        shares=config["split"],
+        train=param("split.train"),
+        valid=param("split.valid"),
+        test=param("split.test"),
     shell:
         "bloodcell --log {log} split {input.extracts} --out {output} --seed {params.seed}"
-        " --train {params.shares[train]} --valid {params.shares[valid]}"
-        " --test {params.shares[test]}"
+        " --train {params.train} --valid {params.valid} --test {params.test}"
 
 
 rule backgrounds:
@@ -50,13 +51,17 @@ rule backgrounds:
     params:
         seed=config["seed"],
         per_kind=lambda wildcards: config["backgrounds"]["per_kind"][wildcards.split],
-        bg=config["backgrounds"],
+        size=param("backgrounds.size"),
+        rbc_min=param("backgrounds.rbc_min"),
+        rbc_max=param("backgrounds.rbc_max"),
+        max_iou=param("backgrounds.max_iou"),
+        mixed_infected=param("backgrounds.mixed_infected"),
     shell:
         "bloodcell --log {log} backgrounds {wildcards.split}"
         " --split-table {input.split}/split.csv --extracts {input.extracts}"
         " --out {output} --seed {params.seed} --per-kind {params.per_kind}"
-        " --size {params.bg[size]} --rbc-count {params.bg[rbc_min]} {params.bg[rbc_max]}"
-        " --max-iou {params.bg[max_iou]} --mixed-infected {params.bg[mixed_infected]}"
+        " --size {params.size} --rbc-count {params.rbc_min} {params.rbc_max}"
+        " --max-iou {params.max_iou} --mixed-infected {params.mixed_infected}"
 
 
 rule synth:
@@ -64,7 +69,8 @@ rule synth:
         split="data/split",
         extracts=expand("data/extract/{db}", db=DATABASES),
         backgrounds=shard_backgrounds,
-        code=DATASET_CODE + ["bloodcell/dataset/synth.py", "bloodcell/dataset/shards.py"],
+        code=DATASET_CODE
+        + ["bloodcell/dataset/synth.py", "bloodcell/dataset/shards.py"],
     output:
         report(
             directory("data/synth/{shard}"),
@@ -84,24 +90,32 @@ rule synth:
         mem_mb=3000,
     params:
         seed=config["seed"],
-        shard=shard_params,
-        s=config["synth"],
-        bg_size=config["backgrounds"]["size"],
+        split=lambda wildcards: shard_params(wildcards)["split"],
+        images=lambda wildcards: shard_params(wildcards)["images"],
+        mix_background=param("synth.mix.background"),
+        mix_single=param("synth.mix.single"),
+        mix_double=param("synth.mix.double"),
+        mix_triple=param("synth.mix.triple"),
+        partial_share=param("synth.partial_share"),
+        corner_share=param("synth.corner_share"),
+        min_visible=param("synth.min_visible"),
+        bg_size=param("backgrounds.size"),
     shell:
         "bloodcell --log {log} synth {wildcards.shard}"
         " --split-table {input.split}/split.csv --extracts {input.extracts}"
         " --backgrounds {input.backgrounds} --out {output} --seed {params.seed}"
-        " --images {params.shard[images]} --mix {params.s[mix][background]}"
-        " {params.s[mix][single]} {params.s[mix][double]} {params.s[mix][triple]}"
-        " --partial-share {params.s[partial_share]} --corner-share {params.s[corner_share]}"
-        " --min-visible {params.s[min_visible]} --bg-size {params.bg_size}"
+        " --images {params.images} --mix {params.mix_background}"
+        " {params.mix_single} {params.mix_double} {params.mix_triple}"
+        " --partial-share {params.partial_share} --corner-share {params.corner_share}"
+        " --min-visible {params.min_visible} --bg-size {params.bg_size}"
 
 
 rule slides:
     input:
         split="data/split",
         extracts=expand("data/extract/{db}", db=DATABASES),
-        code=DATASET_CODE + ["bloodcell/dataset/synth.py", "bloodcell/dataset/synthetic_slides.py"],
+        code=DATASET_CODE
+        + ["bloodcell/dataset/synth.py", "bloodcell/dataset/synthetic_slides.py"],
     output:
         report(
             directory("data/slides"),
@@ -120,20 +134,29 @@ rule slides:
         mem_mb=2000,
     params:
         seed=config["seed"],
-        sl=config["slides"],
-        s=config["synth"],
-        bg=config["backgrounds"],
+        square_slides=param("slides.count"),
+        size=param("slides.size"),
+        extra_sizes=param("slides.extra_sizes"),
+        wbc=param("slides.wbc"),
+        thrombocytes=param("slides.thrombocytes"),
+        clumps=param("slides.clumps"),
+        seam_share=param("slides.seam_share"),
+        min_visible=param("synth.min_visible"),
+        rbc_min=param("backgrounds.rbc_min"),
+        rbc_max=param("backgrounds.rbc_max"),
+        max_iou=param("backgrounds.max_iou"),
+        mixed_infected=param("backgrounds.mixed_infected"),
     shell:
         "bloodcell --log {log} slides --split-table {input.split}/split.csv"
         " --extracts {input.extracts} --out {output} --seed {params.seed}"
-        " --count {params.sl[count]} --size {params.sl[size]}"
-        " --extra-sizes {params.sl[extra_sizes]}"
-        " --wbc {params.sl[wbc][0]} {params.sl[wbc][1]}"
-        " --thrombocytes {params.sl[thrombocytes][0]} {params.sl[thrombocytes][1]}"
-        " --clumps {params.sl[clumps][0]} {params.sl[clumps][1]}"
-        " --seam-share {params.sl[seam_share]} --min-visible {params.s[min_visible]}"
-        " --rbc-count {params.bg[rbc_min]} {params.bg[rbc_max]}"
-        " --max-iou {params.bg[max_iou]} --mixed-infected {params.bg[mixed_infected]}"
+        " --count {params.square_slides} --size {params.size}"
+        " --extra-sizes {params.extra_sizes}"
+        " --wbc {params.wbc[0]} {params.wbc[1]}"
+        " --thrombocytes {params.thrombocytes[0]} {params.thrombocytes[1]}"
+        " --clumps {params.clumps[0]} {params.clumps[1]}"
+        " --seam-share {params.seam_share} --min-visible {params.min_visible}"
+        " --rbc-count {params.rbc_min} {params.rbc_max}"
+        " --max-iou {params.max_iou} --mixed-infected {params.mixed_infected}"
 
 
 rule dataset_stats:

@@ -3,7 +3,8 @@ rule evaluate:
         shards=expand("data/synth/{shard}", shard=SHARDS),
         model="models/detector.keras",
         histories=["plots/train/classifier.csv", "plots/train/detector.csv"],
-        code=EVAL_CODE + ["bloodcell/evaluate/test_split.py", "bloodcell/evaluate/plots.py"],
+        code=EVAL_CODE
+        + ["bloodcell/evaluate/test_split.py", "bloodcell/evaluate/plots.py"],
     output:
         metrics="metrics/evaluate.json",
         plots=directory("plots/evaluate"),
@@ -23,15 +24,18 @@ rule evaluate:
     resources:
         mem_mb=4000,
     params:
-        m=config["model"],
-        d=config["decode"],
-        e=config["evaluate"],
+        anchors=param("model.anchors"),
+        score_threshold=param("decode.score_threshold"),
+        nms_iou=param("decode.nms_iou"),
+        max_dets=param("evaluate.max_dets"),
+        rbc_iou=param("evaluate.rbc_iou"),
+        map_score_threshold=param("evaluate.map_score_threshold"),
     shell:
         "bloodcell --log {log} evaluate --shards data/synth --model {input.model}"
-        " --histories {input.histories} --anchors {params.m[anchors]}"
-        " --score-threshold {params.d[score_threshold]} --nms-iou {params.d[nms_iou]}"
-        " --max-dets {params.e[max_dets]} --rbc-iou {params.e[rbc_iou]}"
-        " --map-score-threshold {params.e[map_score_threshold]}"
+        " --histories {input.histories} --anchors {params.anchors}"
+        " --score-threshold {params.score_threshold} --nms-iou {params.nms_iou}"
+        " --max-dets {params.max_dets} --rbc-iou {params.rbc_iou}"
+        " --map-score-threshold {params.map_score_threshold}"
         " --metrics {output.metrics} --plots {output.plots} --figures {output.figures}"
 
 
@@ -66,13 +70,17 @@ rule evaluate_slides:
     resources:
         mem_mb=4000,
     params:
-        m=config["model"],
-        d=config["decode"],
-        s=config["slide_detection"],
+        anchors=param("model.anchors"),
+        score_threshold=param("decode.score_threshold"),
+        nms_iou=param("decode.nms_iou"),
+        overlap=param("slide_detection.overlap"),
+        merge_metric=param("slide_detection.merge_metric"),
+        merge_iou=param("slide_detection.merge_iou"),
+        adjacency_px=param("slide_detection.adjacency_px"),
     shell:
         "bloodcell --log {log} evaluate-slides --slides {input.slides} --model {input.model}"
-        " --anchors {params.m[anchors]} --score-threshold {params.d[score_threshold]}"
-        " --nms-iou {params.d[nms_iou]} --overlap {params.s[overlap]}"
-        " --merge-metric {params.s[merge_metric]} --merge-iou {params.s[merge_iou]}"
-        " --adjacency-px {params.s[adjacency_px]}"
+        " --anchors {params.anchors} --score-threshold {params.score_threshold}"
+        " --nms-iou {params.nms_iou} --overlap {params.overlap}"
+        " --merge-metric {params.merge_metric} --merge-iou {params.merge_iou}"
+        " --adjacency-px {params.adjacency_px}"
         " --metrics {output.metrics} --figures {output.figures}"

@@ -19,11 +19,14 @@ rule extract_wbcseg:
     resources:
         mem_mb=2000,
     params:
-        p=extract_params("wbcseg"),
+        scale_1=extract_param("wbcseg", "scale_1"),
+        scale_2=extract_param("wbcseg", "scale_2"),
+        pad=extract_param("wbcseg", "pad"),
+        min_area=extract_param("wbcseg", "min_area"),
     shell:
         "bloodcell --log {log} extract-wbcseg {input.db} {output}"
-        " --scale-1 {params.p[scale_1]} --scale-2 {params.p[scale_2]}"
-        " --pad {params.p[pad]} --min-area {params.p[min_area]}"
+        " --scale-1 {params.scale_1} --scale-2 {params.scale_2}"
+        " --pad {params.pad} --min-area {params.min_area}"
 
 
 rule extract_voc:
@@ -43,17 +46,20 @@ rule extract_voc:
     resources:
         mem_mb=2000,
     params:
-        p=extract_params("voc"),
+        image_set=extract_param("voc", "image_set"),
+        scale=extract_param("voc", "scale"),
+        pad=extract_param("voc", "pad"),
+        min_area=extract_param("voc", "min_area"),
     shell:
         "bloodcell --log {log} extract-voc {input.db} {output}"
-        " --image-set {params.p[image_set]} --scale {params.p[scale]}"
-        " --pad {params.p[pad]} --min-area {params.p[min_area]}"
+        " --image-set {params.image_set} --scale {params.scale}"
+        " --pad {params.pad} --min-area {params.min_area}"
 
 
 rule extract_iml:
     input:
         db=source_dir("iml"),
-        images_list=extract_params("iml").get("images_list", []),
+        images_list=extract_param("iml", "images_list") or [],
         code=EXTRACT_CODE
         + ["bloodcell/sources/iml.py", "bloodcell/sources/annotations.py"],
     output:
@@ -68,11 +74,13 @@ rule extract_iml:
     resources:
         mem_mb=2000,
     params:
-        p=extract_params("iml"),
+        scale=extract_param("iml", "scale"),
+        pad=extract_param("iml", "pad"),
+        min_area=extract_param("iml", "min_area"),
     shell:
         "bloodcell --log {log} extract-iml {input.db} {output}"
-        " --images-list {input.images_list} --scale {params.p[scale]}"
-        " --pad {params.p[pad]} --min-area {params.p[min_area]}"
+        " --images-list {input.images_list} --scale {params.scale}"
+        " --pad {params.pad} --min-area {params.min_area}"
 
 
 rule real_tiles:
@@ -106,12 +114,14 @@ rule real_tiles:
         mem_mb=3000,
     params:
         seed=config["seed"],
-        t=config.get("real_tiles", {}),
+        variants=param("real_tiles.variants"),
+        stride=param("real_tiles.stride"),
+        min_visible=param("real_tiles.min_visible"),
         sets=lambda wildcards: real_tile_sets(),
     shell:
         "bloodcell --log {log} real-tiles {params.sets} --out {output} --seed {params.seed}"
-        " --variants {params.t[variants]} --stride {params.t[stride]}"
-        " --min-visible {params.t[min_visible]}"
+        " --variants {params.variants} --stride {params.stride}"
+        " --min-visible {params.min_visible}"
 
 
 rule evaluate_real:
@@ -153,18 +163,23 @@ rule evaluate_real:
         mem_mb=4000,
     params:
         e=lambda wildcards: evaluate_real_set(wildcards.name),
-        m=config["model"],
-        d=config["decode"],
-        s=config["slide_detection"],
-        ev=config["evaluate"],
+        anchors=param("model.anchors"),
+        score_threshold=param("decode.score_threshold"),
+        nms_iou=param("decode.nms_iou"),
+        overlap=param("slide_detection.overlap"),
+        merge_metric=param("slide_detection.merge_metric"),
+        merge_iou=param("slide_detection.merge_iou"),
+        adjacency_px=param("slide_detection.adjacency_px"),
+        map_score_threshold=param("evaluate.map_score_threshold"),
+        max_dets=param("evaluate.max_dets"),
     shell:
         "bloodcell --log {log} evaluate-images {params.e[images]} --labels {params.e[labels]}"
         " --format {params.e[format]} --class-map {params.e[class_map]}"
         " {params.e[list_arg]} --rbc-diameter {params.e[rbc_diameter]}"
-        " --model {input.model} --anchors {params.m[anchors]}"
-        " --score-threshold {params.d[score_threshold]} --nms-iou {params.d[nms_iou]}"
-        " --overlap {params.s[overlap]} --merge-metric {params.s[merge_metric]}"
-        " --merge-iou {params.s[merge_iou]} --adjacency-px {params.s[adjacency_px]}"
-        " --map-score-threshold {params.ev[map_score_threshold]}"
-        " --max-dets {params.ev[max_dets]}"
+        " --model {input.model} --anchors {params.anchors}"
+        " --score-threshold {params.score_threshold} --nms-iou {params.nms_iou}"
+        " --overlap {params.overlap} --merge-metric {params.merge_metric}"
+        " --merge-iou {params.merge_iou} --adjacency-px {params.adjacency_px}"
+        " --map-score-threshold {params.map_score_threshold}"
+        " --max-dets {params.max_dets}"
         " --metrics {output.metrics} --figures {output.figures}"

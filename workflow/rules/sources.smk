@@ -18,13 +18,17 @@ rule demo_sources:
     params:
         outdir=lambda wildcards, output: os.path.dirname(output[0]),
         seed=config["seed"],
-        demo=config["demo"],
+        lisc_per_class=config["demo"]["lisc_per_class"],
+        lisc_mixt=config["demo"]["lisc_mixt"],
+        iumc_per_class=config["demo"]["iumc_per_class"],
+        mamic_fields=config["demo"]["mamic_fields"],
+        kaggle_per_class=config["demo"]["kaggle_per_class"],
     shell:
         "bloodcell --log {log} demo-sources {params.outdir} --seed {params.seed}"
-        " --lisc-per-class {params.demo[lisc_per_class]} --lisc-mixt {params.demo[lisc_mixt]}"
-        " --iumc-per-class {params.demo[iumc_per_class]}"
-        " --mamic-fields {params.demo[mamic_fields]}"
-        " --kaggle-per-class {params.demo[kaggle_per_class]}"
+        " --lisc-per-class {params.lisc_per_class} --lisc-mixt {params.lisc_mixt}"
+        " --iumc-per-class {params.iumc_per_class}"
+        " --mamic-fields {params.mamic_fields}"
+        " --kaggle-per-class {params.kaggle_per_class}"
 
 
 rule extract_lisc:
@@ -43,11 +47,14 @@ rule extract_lisc:
     resources:
         mem_mb=2000,
     params:
-        p=extract_params("lisc"),
+        scale=extract_param("lisc", "scale"),
+        pad=extract_param("lisc", "pad"),
+        min_area=extract_param("lisc", "min_area"),
+        multi_cell=extract_param("lisc", "multi_cell"),
     shell:
-        "bloodcell --log {log} extract-lisc {input.db} {output} --scale {params.p[scale]}"
-        " --pad {params.p[pad]} --min-area {params.p[min_area]}"
-        " --multi-cell {params.p[multi_cell]}"
+        "bloodcell --log {log} extract-lisc {input.db} {output} --scale {params.scale}"
+        " --pad {params.pad} --min-area {params.min_area}"
+        " --multi-cell {params.multi_cell}"
 
 
 rule extract_iumc:
@@ -66,10 +73,12 @@ rule extract_iumc:
     resources:
         mem_mb=2000,
     params:
-        p=extract_params("iumc"),
+        scale=extract_param("iumc", "scale"),
+        pad=extract_param("iumc", "pad"),
+        min_area=extract_param("iumc", "min_area"),
     shell:
-        "bloodcell --log {log} extract-iumc {input.db} {output} --scale {params.p[scale]}"
-        " --pad {params.p[pad]} --min-area {params.p[min_area]}"
+        "bloodcell --log {log} extract-iumc {input.db} {output} --scale {params.scale}"
+        " --pad {params.pad} --min-area {params.min_area}"
 
 
 rule extract_mamic:
@@ -90,10 +99,12 @@ rule extract_mamic:
         mem_mb=2000,
     params:
         crops=config["sources"].get("mamic_crops", ""),
-        p=extract_params("mamic"),
+        scale=extract_param("mamic", "scale"),
+        pad=extract_param("mamic", "pad"),
+        min_area=extract_param("mamic", "min_area"),
     shell:
         "bloodcell --log {log} extract-mamic {input.db} {params.crops} {output}"
-        " --scale {params.p[scale]} --pad {params.p[pad]} --min-area {params.p[min_area]}"
+        " --scale {params.scale} --pad {params.pad} --min-area {params.min_area}"
 
 
 rule extract_kaggle:
@@ -112,8 +123,11 @@ rule extract_kaggle:
     resources:
         mem_mb=4000,
     params:
-        p=extract_params("kaggle"),
+        scale=extract_param("kaggle", "scale"),
+        pad=extract_param("kaggle", "pad"),
+        min_area=extract_param("kaggle", "min_area"),
+        threshold=extract_param("kaggle", "threshold"),
     shell:
-        "bloodcell --log {log} extract-kaggle {input.db} {output} --scale {params.p[scale]}"
-        " --pad {params.p[pad]} --min-area {params.p[min_area]}"
-        " --threshold {params.p[threshold]}"
+        "bloodcell --log {log} extract-kaggle {input.db} {output} --scale {params.scale}"
+        " --pad {params.pad} --min-area {params.min_area}"
+        " --threshold {params.threshold}"

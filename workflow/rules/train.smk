@@ -18,12 +18,15 @@ rule train_classifier:
         gpu=1,
     params:
         seed=config["seed"],
-        t=config["train_classifier"],
+        epochs=param("train_classifier.epochs"),
+        batch=param("train_classifier.batch"),
+        schedule=param("train_classifier.schedule"),
+        precision=param("train_classifier.precision"),
     shell:
         "bloodcell --log {log} train-classifier --shards data/synth"
         " --model {output.model} --history {output.history} --metrics {output.metrics}"
-        " --seed {params.seed} --epochs {params.t[epochs]} --batch {params.t[batch]}"
-        " --schedule {params.t[schedule]} --precision {params.t[precision]}"
+        " --seed {params.seed} --epochs {params.epochs} --batch {params.batch}"
+        " --schedule {params.schedule} --precision {params.precision}"
 
 
 rule train_detector:
@@ -48,18 +51,27 @@ rule train_detector:
         gpu=1,
     params:
         seed=config["seed"],
-        t=config["train_detector"],
-        m=config["model"],
-        d=config["decode"],
-        e=config["evaluate"],
+        epochs=param("train_detector.epochs"),
+        batch=param("train_detector.batch"),
+        schedule=param("train_detector.schedule"),
+        precision=param("train_detector.precision"),
+        anchors=param("model.anchors"),
+        match_iou=param("model.match_iou"),
+        lambda_coord=param("train_detector.lambda_coord"),
+        lambda_noobj=param("train_detector.lambda_noobj"),
+        lambda_class=param("train_detector.lambda_class"),
+        class_loss=param("train_detector.class_loss"),
+        select=param("train_detector.select"),
+        map_score_threshold=param("evaluate.map_score_threshold"),
+        nms_iou=param("decode.nms_iou"),
         real=real_data_args,
     shell:
         "bloodcell --log {log} train-detector --shards data/synth --init {input.init}"
         " --model {output.model} --history {output.history} --metrics {output.metrics}"
-        " --seed {params.seed} --epochs {params.t[epochs]} --batch {params.t[batch]}"
-        " --schedule {params.t[schedule]} --precision {params.t[precision]}"
-        " --anchors {params.m[anchors]} --match-iou {params.m[match_iou]}"
-        " --lambda {params.t[lambda_coord]} {params.t[lambda_noobj]} {params.t[lambda_class]}"
-        " --class-loss {params.t[class_loss]} --select {params.t[select]}"
-        " --map-score-threshold {params.e[map_score_threshold]}"
-        " --nms-iou {params.d[nms_iou]}{params.real}"
+        " --seed {params.seed} --epochs {params.epochs} --batch {params.batch}"
+        " --schedule {params.schedule} --precision {params.precision}"
+        " --anchors {params.anchors} --match-iou {params.match_iou}"
+        " --lambda {params.lambda_coord} {params.lambda_noobj} {params.lambda_class}"
+        " --class-loss {params.class_loss} --select {params.select}"
+        " --map-score-threshold {params.map_score_threshold}"
+        " --nms-iou {params.nms_iou}{params.real}"
