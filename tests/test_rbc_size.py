@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bloodcell.common.errors import UserError
+from bloodcell.common.tile import MODEL_RBC_PX
 from bloodcell.detect.rbc_size import (
     cell_mask,
     crops,
@@ -21,7 +22,6 @@ from bloodcell.detect.rbc_size import (
     require_estimate,
     resolve_scale,
 )
-from bloodcell.detect.smear_reader import MODEL_RBC_PX
 from conftest import run_cli
 
 BACKGROUND = (215, 225, 232)  # BGR, light glass

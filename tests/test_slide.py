@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from bloodcell.common.boxes import candidate_pairs, neighbours, pair_ios, pair_iou
-from bloodcell.common.cli_args import add_slide
+from bloodcell.common.detection_options import add_slide
 from bloodcell.detect.whole_smear import (
     KIND,
     SlideConfig,

@@ -8,6 +8,9 @@ cells of CELL_PX. Pure Python: importing it loads nothing else.
 TILE_PX = 224
 """Side of the model's input, of synthetic images and of slide tiles, px."""
 
+MODEL_RBC_PX = 34.0
+"""Typical red-cell diameter at the common 40x scale, px: the images the detector is trained on."""
+
 CELL_PX = 16
 """Side of one cell of the detector's output grid, px (the trunk's total stride)."""
 

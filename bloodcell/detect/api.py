@@ -72,7 +72,7 @@ class Detector:
         DEFAULT_OVERLAP_PX, second pass on). UserError for a missing or foreign file."""
         from bloodcell.common.option_types import ORIGINAL_ANCHORS
         from bloodcell.common.tf_threads import set_tf_threads
-        from bloodcell.detect.smear_reader import MODEL_RBC_PX
+        from bloodcell.common.tile import MODEL_RBC_PX
         from bloodcell.detect.whole_smear import DEFAULT_OVERLAP_PX, SlideConfig
         from bloodcell.model.card import model_anchors, model_rbc_diameter
         from bloodcell.model.decode import DecodeConfig

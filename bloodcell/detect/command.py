@@ -157,7 +157,8 @@ def detect_images(paths: list[Path], detector, scale: float | str, out: Path, se
 
 
 def add_parser(sub) -> None:
-    from bloodcell.common.cli_args import add_decode, add_model_and_scale, add_slide, positive_float
+    from bloodcell.common.cli_args import positive_float
+    from bloodcell.common.detection_options import add_decode, add_model_and_scale, add_slide
 
     p = sub.add_parser("detect", help="detect cells on your own smear images",
                        description="Detect blood cells on PNG, JPEG, BMP or TIFF smears of any "
@@ -210,7 +211,7 @@ def run_settings(a: argparse.Namespace, detector, scale: float | str) -> dict:
 
 def main(a: argparse.Namespace) -> None:
     from bloodcell.common.atomic import check_output
-    from bloodcell.common.cli_args import slide_config
+    from bloodcell.common.detection_options import slide_config
     from bloodcell.detect.api import Detector
     from bloodcell.detect.smear_reader import list_images
 

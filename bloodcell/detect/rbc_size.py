@@ -18,9 +18,9 @@ places it, interpolated between steps.
 
 The diameter returned is 2 * R * ``SIZE_FACTOR``. The factor turns the modal inscribed
 diameter into the side sqrt(w * h) of a cell's tight bounding box, the convention of the
-detector's training boxes (smear_io.MODEL_RBC_PX): cells are slightly oval and pixelated, and
-the spectrum's mode sits a little below the radius at which a disc vanishes. It is the cell's
-own size; a box drawn with a margin around the cell is larger.
+detector's training boxes (bloodcell.common.tile.MODEL_RBC_PX): cells are slightly oval and
+pixelated, and the spectrum's mode sits a little below the radius at which a disc vanishes. It
+is the cell's own size; a box drawn with a margin around the cell is larger.
 
 Assumptions: a thin smear (mostly a monolayer) on a background lighter than the cells in the
 green channel; RBCs are the commonest objects by area; cells at least ``MIN_DIAMETER_PX``

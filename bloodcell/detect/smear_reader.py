@@ -68,6 +68,7 @@ import cv2
 import numpy as np
 
 from bloodcell.common.errors import UserError
+from bloodcell.common.tile import MODEL_RBC_PX
 from bloodcell.detect.smear_convert import (
     BLOCK_VALUES,
     RESAVE,
@@ -97,8 +98,6 @@ from bloodcell.detect.smear_view import (
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """Suffixes picked up from folders by list_images (compared case-insensitively)."""
 
-MODEL_RBC_PX = 34.0
-"""Typical red-cell diameter, in pixels, of the images the detector was trained on."""
 
 MAX_REGION_PIXELS = 2**32
 """Most pixels of a TIFF read region by region by open_smear (about 65536 x 65536). Only the

@@ -386,7 +386,8 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
 
 
 def add_parser(sub) -> None:
-    from bloodcell.common.cli_args import add_decode, add_model_and_scale, add_slide, param_option
+    from bloodcell.common.cli_args import param_option
+    from bloodcell.common.detection_options import add_decode, add_model_and_scale, add_slide
 
     p = sub.add_parser(
         "evaluate-images", help="score the detector on annotated real smear images",
@@ -433,7 +434,7 @@ def load_annotations(a: argparse.Namespace, cmap: ClassMap):
 
 def main(a: argparse.Namespace) -> None:
     from bloodcell.common.atomic import atomic_dir
-    from bloodcell.common.cli_args import model_anchors, slide_config
+    from bloodcell.common.detection_options import model_anchors, slide_config
     from bloodcell.common.tf_threads import set_tf_threads
     from bloodcell.model.decode import DecodeConfig
     from bloodcell.model.inference import load_detector, tile_detector

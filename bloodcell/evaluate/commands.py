@@ -6,13 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bloodcell.common.cli_args import (
-    add_decode,
-    add_slide,
-    model_anchors,
-    param_option,
-    slide_config,
-)
+from bloodcell.common.cli_args import param_option
+from bloodcell.common.detection_options import add_decode, add_slide, model_anchors, slide_config
 from bloodcell.common.tf_threads import set_tf_threads
 
 

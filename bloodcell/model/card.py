@@ -45,10 +45,10 @@ def file_sha256(path: Path) -> str:
 
 def shard_lineage(folder: Path) -> dict:
     """One training input folder: its name, TFRecord count and objects table's sha256."""
-    from bloodcell.train import input_pipeline as data
+    from bloodcell.dataset.records import count_records, record_files
     table = folder / "objects.parquet"
     return {"folder": folder.as_posix(),
-            "records": data.count_records(data.record_files([folder])),
+            "records": count_records(record_files([folder])),
             "objects_sha256": file_sha256(table) if table.is_file() else None}
 
 

@@ -16,9 +16,9 @@ import pandas as pd
 import tensorflow as tf
 
 from bloodcell.common.errors import UserError
+from bloodcell.dataset.records import examples
 from bloodcell.model.decode import DecodeConfig, detect_batch, empty_detections, to_frame
 from bloodcell.model.network import GRID, N_ANCHORS, VECTOR, fold_batchnorm
-from bloodcell.train import input_pipeline as data
 
 TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
@@ -58,7 +58,7 @@ def tile_detector(model: keras.Model, anchors: tuple[tuple[float, float], ...],
 
 
 def ground_truth(batch: dict[str, tf.Tensor]) -> pd.DataFrame:
-    """Ground-truth table of a ragged batch from bloodcell.train.input_pipeline.examples."""
+    """Ground-truth table of a ragged batch from bloodcell.dataset.records.examples."""
     rows = []
     for iid, boxes, classes in zip(batch["id"].numpy(), batch["boxes"], batch["classes"]):
         b = boxes.numpy().reshape(-1, 4).astype(np.float64)
@@ -74,7 +74,7 @@ def predict_shards(model: keras.Model, files: Sequence[str], anchors, cfg: Decod
     reuses an already compiled :func:`tile_detector`."""
     detect = detect or tile_detector(model, anchors, cfg)
     gts, dets, ids = [], [], []
-    for ex in data.examples(files, batch):
+    for ex in examples(files, batch):
         image_ids = [i.decode() for i in ex["id"].numpy()]
         boxes, scores, classes, valid = detect(ex["image"].to_tensor() if isinstance(
             ex["image"], tf.RaggedTensor) else ex["image"])

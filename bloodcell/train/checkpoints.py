@@ -33,17 +33,15 @@ import keras
 import numpy as np
 
 from bloodcell.common.atomic import atomic_dir
+from bloodcell.common.code_deps import code_files
 from bloodcell.common.errors import UserError
 
 STATE_ROOT = Path(".bloodcell-state")
 LOCK_NAME = ".lock"
-_PACKAGE = Path(__file__).resolve().parents[1]
-CODE_FILES = tuple(_PACKAGE / name for name in
-                   ("model/network.py", "train/loss.py", "train/targets.py",
-                    "train/input_pipeline.py", "train/loop.py", "common/option_types.py",
-                    "train/checkpoints.py"))
-"""Source files that build the model, loss, targets, data pipeline, training loop and state:
-their bytes are part of the resume key, so a state saved by other code is never resumed."""
+CODE_FILES = tuple(code_files("bloodcell.train.loop"))
+"""Source files of the training loop and everything it imports (model, loss, targets, data
+pipeline, state; bloodcell.common.code_deps): their bytes are part of the resume key, so a
+state saved by other code is never resumed."""
 
 
 def code_digest(files: tuple[Path, ...] | None = None) -> str:

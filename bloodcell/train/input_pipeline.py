@@ -9,58 +9,14 @@ element order is deterministic: the training order of epoch e is a shuffle seede
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import tensorflow as tf
 
-from bloodcell.common.errors import UserError
-from bloodcell.dataset.shards import TFRECORD_NAME
+from bloodcell.dataset.records import parse
 from bloodcell.train.targets import detector_targets, multi_hot
 
-FEATURES = {
-    "image/id": tf.io.FixedLenFeature([], tf.string),
-    "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
-    "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
-    "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
-    "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
-    "image/object/class/label": tf.io.VarLenFeature(tf.int64),
-}
 SHUFFLE_BUFFER = 20000
 """Serialised examples held for shuffling (about 100 kB each); whole-dataset for the demo."""
-
-
-def record_files(shard_dirs: Sequence[Path]) -> list[str]:
-    """The TFRecord file of every shard folder, in the given order."""
-    return [str(Path(d) / TFRECORD_NAME) for d in shard_dirs]
-
-
-def parse(serialised: tf.Tensor) -> dict[str, tf.Tensor]:
-    """One example -> id, image (224, 224, 3) uint8 RGB, boxes (n, 4: x, y, w, h px), classes."""
-    f = tf.io.parse_single_example(serialised, FEATURES)
-    xmin, ymin, xmax, ymax = (tf.sparse.to_dense(f[f"image/object/bbox/{k}"])
-                              for k in ("xmin", "ymin", "xmax", "ymax"))
-    image = tf.io.decode_png(f["image/encoded"], channels=3)
-    return {
-        "id": f["image/id"],
-        "image": tf.ensure_shape(image, (224, 224, 3)),
-        "boxes": tf.stack([xmin, ymin, xmax - xmin, ymax - ymin], axis=1),
-        "classes": tf.sparse.to_dense(f["image/object/class/label"]),
-    }
-
-
-def count_records(files: Sequence[str]) -> int:
-    """Number of examples in the TFRecord files (one pass over the file index, no decode);
-    UserError naming a damaged file."""
-    total = 0
-    for f in files:
-        try:
-            total += int(tf.data.TFRecordDataset([f]).reduce(0, lambda n, _: n + 1))
-        except tf.errors.OpError as err:
-            reason = (err.message or type(err).__name__).splitlines()[0][:160]
-            raise UserError(f"{f}: damaged TFRecord ({reason}); re-run the stage that wrote "
-                            "it") from None
-    return total
 
 
 def dataset(files: Sequence[str], batch: int, kind: str, *, shuffle_seed: int | None = None,
@@ -108,9 +64,3 @@ def mixed(files: Sequence[str], real_files: Sequence[str], share: float, n_image
     options = tf.data.Options()
     options.deterministic = True
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)
-
-
-def examples(files: Sequence[str], batch: int) -> tf.data.Dataset:
-    """Batches of parsed examples for evaluation: images plus ragged boxes and classes."""
-    ds = tf.data.TFRecordDataset(list(files)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.ragged_batch(batch).prefetch(tf.data.AUTOTUNE)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from bloodcell.common.atomic import atomic_file
 from bloodcell.common.errors import UserError
 from bloodcell.common.option_types import learning_rate
+from bloodcell.dataset.records import count_records, record_files
 from bloodcell.evaluate.metrics import coco_metrics
 from bloodcell.model import card as model_card
 from bloodcell.model import network as models
@@ -225,10 +226,10 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
     setup(cfg)
     net = build(cfg, init_from)
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(cfg.schedule, 1))
-    stats = {"train_images": data.count_records(train_files),
-             "valid_images": data.count_records(valid_files)}
+    stats = {"train_images": count_records(train_files),
+             "valid_images": count_records(valid_files)}
     if real_files:
-        stats["real_tiles"] = data.count_records(real_files)
+        stats["real_tiles"] = count_records(real_files)
         stats["real_share"] = cfg.real_share
     if stats["train_images"] == 0 or stats["valid_images"] == 0:
         raise UserError(f"no training or validation images in {train_files + valid_files}: "
@@ -376,7 +377,7 @@ def detector_card(cfg: TrainConfig, key_args: list[str], inputs: list[Path],
     """The card a trained detector carries (bloodcell.model.card); None for the classifier."""
     if cfg.kind != "detector":
         return None
-    from bloodcell.detect.smear_reader import MODEL_RBC_PX
+    from bloodcell.common.tile import MODEL_RBC_PX
 
     decode = {"nms_iou": cfg.decode.nms_iou, "map_score_threshold": cfg.decode.score_threshold}
     return model_card.make_card(cfg.anchors, decode, MODEL_RBC_PX, key_args, inputs, init_from)
@@ -397,8 +398,8 @@ def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_
     state_dir = checkpoint.STATE_ROOT / f"train_{cfg.kind}-{checkpoint.state_key(key_args, inputs)}"
     with checkpoint.locked(state_dir, f"train-{cfg.kind}"):
         try:
-            net, state = fit(cfg, data.record_files(train_dirs), data.record_files(valid_dirs),
-                             state_dir, init_from, tuple(data.record_files(real_dirs)))
+            net, state = fit(cfg, record_files(train_dirs), record_files(valid_dirs),
+                             state_dir, init_from, tuple(record_files(real_dirs)))
         except BaseException:
             if checkpoint.latest(state_dir) is None:  # nothing to resume: leave no trace
                 checkpoint.clear(state_dir)

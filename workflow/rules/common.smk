@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
@@ -19,6 +21,28 @@ REAL_SETS = sorted(config.get("evaluate_real", {}))
 CONDA_ENV = "../envs/bloodcell.yaml"
 
 
+def _code_deps_module():
+    """bloodcell/common/code_deps.py of this project, loaded by path: pure standard library,
+    so it works before (and without) bloodcell being installed in Snakemake's environment.
+    """
+    path = os.path.join(workflow.basedir, "bloodcell", "common", "code_deps.py")
+    spec = importlib.util.spec_from_file_location("bloodcell_code_deps", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+_CODE_DEPS = _code_deps_module()
+
+
+def code_deps(command_module):
+    """A stage's code dependencies: the source file of the module that runs its command
+    (MODULE or MODULE:FUNCTION) and of every bloodcell module it imports, transitively; dvc.yaml
+    lists the same files (tests/test_code_deps.py)."""
+    package_dir = Path(workflow.basedir) / "bloodcell"
+    return _CODE_DEPS.code_deps(command_module, package_dir=package_dir)
+
+
 # The image of docker/Dockerfile (bloodcell, Snakemake and its plugins): with `--sdm apptainer`
 # (e.g. a SLURM cluster with Apptainer) every job's command runs in it; otherwise unused.
 # BLOODCELL_CONTAINER names another one (your registry's copy, the -gpu variant). The
@@ -29,16 +53,6 @@ CONTAINER_IMAGE = os.environ.get(
 
 
 container: CONTAINER_IMAGE
-
-
-# Modules whose code decides a stage's output bytes (dvc.yaml lists the same deps).
-EXTRACT_CODE = [
-    "bloodcell/sources/extract.py",
-    "bloodcell/common/image_files.py",
-    "bloodcell/dataset/masks.py",
-    "bloodcell/dataset/samples.py",
-    "bloodcell/dataset/scale.py",
-]
 
 
 def source_dir(db):
@@ -82,11 +96,6 @@ def extract_param(db, key):
 
 
 SHARDS = sorted(config["synth"]["shards"])
-DATASET_CODE = [
-    "bloodcell/dataset/compose.py",
-    "bloodcell/common/seeds.py",
-    "bloodcell/dataset/backgrounds.py",
-]
 
 
 wildcard_constraints:
@@ -102,24 +111,6 @@ def shard_params(wildcards):
 def shard_backgrounds(wildcards):
     """The backgrounds folder of a shard's split."""
     return f"data/backgrounds/{shard_params(wildcards)['split']}"
-
-
-# Modules whose code decides the trained models' and the metrics' bytes.
-TRAIN_CODE = [
-    "bloodcell/model/network.py",
-    "bloodcell/train/loss.py",
-    "bloodcell/train/input_pipeline.py",
-    "bloodcell/train/loop.py",
-    "bloodcell/common/option_types.py",
-    "bloodcell/train/targets.py",
-    "bloodcell/train/checkpoints.py",
-    "bloodcell/model/card.py",
-]
-EVAL_CODE = [
-    "bloodcell/model/decode.py",
-    "bloodcell/model/inference.py",
-    "bloodcell/evaluate/metrics.py",
-]
 
 
 def real_data_args(wildcards, input):

@@ -4,7 +4,7 @@ LINEAGE_SHARD = next(s for s in SHARDS if s.startswith("test-"))
 rule split:
     input:
         extracts=expand("data/extract/{db}", db=DATABASES),
-        code=["bloodcell/dataset/split.py"],
+        code=code_deps("bloodcell.dataset.split"),
     output:
         directory("data/split"),
     log:
@@ -30,7 +30,7 @@ rule backgrounds:
     input:
         split="data/split",
         extracts=expand("data/extract/{db}", db=RBC_DATABASES),
-        code=DATASET_CODE,
+        code=code_deps("bloodcell.dataset.backgrounds"),
     output:
         report(
             directory("data/backgrounds/{split}"),
@@ -69,8 +69,7 @@ rule synth:
         split="data/split",
         extracts=expand("data/extract/{db}", db=DATABASES),
         backgrounds=shard_backgrounds,
-        code=DATASET_CODE
-        + ["bloodcell/dataset/synth.py", "bloodcell/dataset/shards.py"],
+        code=code_deps("bloodcell.dataset.synth"),
     output:
         report(
             directory("data/synth/{shard}"),
@@ -114,8 +113,7 @@ rule slides:
     input:
         split="data/split",
         extracts=expand("data/extract/{db}", db=DATABASES),
-        code=DATASET_CODE
-        + ["bloodcell/dataset/synth.py", "bloodcell/dataset/synthetic_slides.py"],
+        code=code_deps("bloodcell.dataset.synthetic_slides"),
     output:
         report(
             directory("data/slides"),
@@ -162,7 +160,7 @@ rule slides:
 rule dataset_stats:
     input:
         shard="data/synth/{shard}",
-        code=["bloodcell/dataset/stats.py"],
+        code=code_deps("bloodcell.dataset.stats"),
     output:
         metrics="metrics/dataset/{shard}.json",
         plot="plots/dataset/{shard}.csv",
@@ -185,12 +183,7 @@ rule data_report:
         extracts=expand("data/extract/{db}", db=DATABASES),
         split="data/split",
         shard=f"data/synth/{LINEAGE_SHARD}",
-        code=[
-            "bloodcell/provenance/data_report.py",
-            "bloodcell/provenance/lineage.py",
-            "bloodcell/common/contact_sheet.py",
-            "bloodcell/common/draw.py",
-        ],
+        code=code_deps("bloodcell.provenance.data_report"),
     output:
         report(
             directory("reports/data"),

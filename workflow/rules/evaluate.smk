@@ -3,8 +3,7 @@ rule evaluate:
         shards=expand("data/synth/{shard}", shard=SHARDS),
         model="models/detector.keras",
         histories=["plots/train/classifier.csv", "plots/train/detector.csv"],
-        code=EVAL_CODE
-        + ["bloodcell/evaluate/test_split.py", "bloodcell/evaluate/plots.py"],
+        code=code_deps("bloodcell.evaluate.commands:main_evaluate"),
     output:
         metrics="metrics/evaluate.json",
         plots=directory("plots/evaluate"),
@@ -43,15 +42,7 @@ rule evaluate_slides:
     input:
         slides="data/slides",
         model="models/detector.keras",
-        code=EVAL_CODE
-        + [
-            "bloodcell/detect/whole_smear.py",
-            "bloodcell/common/boxes.py",
-            "bloodcell/evaluate/whole_slides.py",
-            "bloodcell/detect/outputs.py",
-            "bloodcell/evaluate/test_split.py",
-            "bloodcell/evaluate/plots.py",
-        ],
+        code=code_deps("bloodcell.evaluate.commands:main_evaluate_slides"),
     output:
         metrics="metrics/evaluate_slides.json",
         figures=report(

@@ -6,7 +6,7 @@
 rule extract_wbcseg:
     input:
         db=source_dir("wbcseg"),
-        code=EXTRACT_CODE + ["bloodcell/sources/wbcseg.py"],
+        code=code_deps("bloodcell.sources.wbcseg"),
     output:
         directory("data/extract/wbcseg"),
     log:
@@ -32,8 +32,7 @@ rule extract_wbcseg:
 rule extract_voc:
     input:
         db=source_dir("voc"),
-        code=EXTRACT_CODE
-        + ["bloodcell/sources/voc.py", "bloodcell/sources/annotations.py"],
+        code=code_deps("bloodcell.sources.voc"),
     output:
         directory("data/extract/voc"),
     log:
@@ -60,8 +59,7 @@ rule extract_iml:
     input:
         db=source_dir("iml"),
         images_list=extract_param("iml", "images_list") or [],
-        code=EXTRACT_CODE
-        + ["bloodcell/sources/iml.py", "bloodcell/sources/annotations.py"],
+        code=code_deps("bloodcell.sources.iml"),
     output:
         directory("data/extract/iml"),
     log:
@@ -90,12 +88,7 @@ rule real_tiles:
             for s in config.get("real_tiles", {}).get("sets", {}).values()
             for f in set_inputs(s)
         ],
-        code=[
-            "bloodcell/dataset/real_tiles.py",
-            "bloodcell/sources/annotations.py",
-            "bloodcell/sources/class_map.py",
-            "bloodcell/dataset/shards.py",
-        ],
+        code=code_deps("bloodcell.dataset.real_tiles"),
     output:
         report(
             directory("data/real_tiles"),
@@ -128,21 +121,7 @@ rule evaluate_real:
     input:
         sets=lambda wildcards: set_inputs(config["evaluate_real"][wildcards.name]),
         model="models/detector.keras",
-        code=EVAL_CODE
-        + [
-            "bloodcell/evaluate/annotated_images.py",
-            "bloodcell/sources/class_map.py",
-            "bloodcell/sources/annotations.py",
-            "bloodcell/detect/rbc_size.py",
-            "bloodcell/detect/whole_smear.py",
-            "bloodcell/common/boxes.py",
-            "bloodcell/detect/smear_reader.py",
-            "bloodcell/detect/smear_headers.py",
-            "bloodcell/detect/smear_convert.py",
-            "bloodcell/detect/smear_tiff.py",
-            "bloodcell/detect/smear_view.py",
-            "bloodcell/model/card.py",
-        ],
+        code=code_deps("bloodcell.evaluate.annotated_images"),
     output:
         metrics="metrics/evaluate_real/{name}.json",
         figures=report(

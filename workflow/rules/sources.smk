@@ -1,6 +1,6 @@
 rule demo_sources:
     input:
-        code=["bloodcell/sources/demo/databases.py", "bloodcell/sources/demo/cells.py"],
+        code=code_deps("bloodcell.sources.demo.databases"),
     output:
         directory("raw/demo/lisc"),
         directory("raw/demo/iumc"),
@@ -34,7 +34,7 @@ rule demo_sources:
 rule extract_lisc:
     input:
         db=source_dir("lisc"),
-        code=EXTRACT_CODE + ["bloodcell/sources/lisc.py"],
+        code=code_deps("bloodcell.sources.lisc"),
     output:
         directory("data/extract/lisc"),
     log:
@@ -60,7 +60,7 @@ rule extract_lisc:
 rule extract_iumc:
     input:
         db=source_dir("iumc"),
-        code=EXTRACT_CODE + ["bloodcell/sources/iumc.py"],
+        code=code_deps("bloodcell.sources.iumc"),
     output:
         directory("data/extract/iumc"),
     log:
@@ -85,7 +85,7 @@ rule extract_mamic:
     input:
         db=source_dir("mamic"),
         crops=versioned_input(config["sources"].get("mamic_crops", "")),
-        code=EXTRACT_CODE + ["bloodcell/sources/mamic.py"],
+        code=code_deps("bloodcell.sources.mamic"),
     output:
         directory("data/extract/mamic"),
     log:
@@ -110,7 +110,7 @@ rule extract_mamic:
 rule extract_kaggle:
     input:
         db=source_dir("kaggle"),
-        code=EXTRACT_CODE + ["bloodcell/sources/kaggle.py"],
+        code=code_deps("bloodcell.sources.kaggle"),
     output:
         directory("data/extract/kaggle"),
     log:

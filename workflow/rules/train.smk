@@ -1,7 +1,7 @@
 rule train_classifier:
     input:
         shards=expand("data/synth/{shard}", shard=SHARDS),
-        code=TRAIN_CODE,
+        code=code_deps("bloodcell.train.commands"),
     output:
         model="models/classifier.keras",
         history="plots/train/classifier.csv",
@@ -34,7 +34,7 @@ rule train_detector:
         shards=expand("data/synth/{shard}", shard=SHARDS),
         init="models/classifier.keras",
         real=REAL_TILES,
-        code=TRAIN_CODE + EVAL_CODE + ["bloodcell/train/targets.py"],
+        code=code_deps("bloodcell.train.commands"),
     output:
         model="models/detector.keras",
         history="plots/train/detector.csv",
