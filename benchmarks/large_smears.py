@@ -3,8 +3,8 @@
 For each side a smear is generated as a tiled, zlib-compressed BigTIFF, written one row of
 tiles at a time (the whole image is never in memory): a pale background with many ~34 px
 reddish discs with a paler centre, seeded. Then a child process (so that peak RSS is per run)
-opens it with ``smear_io.open_smear``, walks the scaled view (``--scale``, default 1.0) in
-rows of 224x224 tiles in batches, as ``slide.detect_slide``'s first pass does, and feeds the
+opens it with ``smear_reader.open_smear``, walks the scaled view (``--scale``, default 1.0) in
+rows of 224x224 tiles in batches, as ``whole_smear.detect_slide``'s first pass does, and feeds the
 batches to the detector of ``--model`` (as ``bloodcell detect`` loads it) or, without one, to
 a cheap numpy stand-in (a bounding box of the reddish pixels per tile). ``--overview N`` also
 builds the N px overview ``bloodcell detect`` draws huge smears on.
@@ -126,7 +126,7 @@ def model_detector(path: Path):
 
 def walk(path: Path, scale: float, detect, batch: int, overview: int) -> int:
     """Open the smear, walk its scaled view tile row by tile row in batches of tiles (as
-    slide.run_tiles does) through ``detect``; the number of boxes found."""
+    whole_smear.run_tiles does) through ``detect``; the number of boxes found."""
     from bloodcell.detect.smear_reader import open_smear
     from bloodcell.detect.whole_smear import cut_tiles, tile_origins
 

@@ -125,7 +125,7 @@ def measure(fn, repeats: int) -> tuple[float, float, str, object]:
 
 def all_pairs():
     """The all-pairs class_nms and seam_pairs from before the grid: the references kept in
-    tests/test_slide.py (one copy of each)."""
+    tests/test_whole_smear.py (one copy of each)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -1,6 +1,6 @@
 """A detect run over a folder: distinct output names, failed rows, per-image outputs, resume.
 
-The runs use the stand-in detector of test_slide (solid-colour rectangles), so no model is
+The runs use the stand-in detector of test_whole_smear (solid-colour rectangles), so no model is
 loaded; the command-line behaviour (exit code) is tested in test_train with a trained model.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from test_slide import fake_detect, scene
+from test_whole_smear import fake_detect, scene
 
 from bloodcell.detect.api import Detector
 from bloodcell.detect.command import detect_images
@@ -22,7 +22,7 @@ from bloodcell.detect.whole_smear import SlideConfig
 SETTINGS = {"model_sha256": "0" * 64, "scale": 1.0}
 CELLS = [(2, 30, 40, 60, 50), (9, 150, 120, 34, 34), (8, 260, 200, 34, 36)]
 DETECTOR = Detector(Path("stand-in.keras"), fake_detect, (), SlideConfig(), 34.0)
-"""The Python API's detector around test_slide's stand-in (no model file is read)."""
+"""The Python API's detector around test_whole_smear's stand-in (no model file is read)."""
 
 
 def smear(path: Path, shift: int = 0) -> Path:

@@ -224,14 +224,14 @@ def test_four_quarter_turns_and_two_flips_are_the_identity(case, more):
 @given(st.integers(224, 5000), st.integers(1, 224))
 def test_tile_origins_cover_every_pixel_and_end_flush(length, stride):
     from bloodcell.dataset import real_tiles
-    from bloodcell.detect import whole_smear as slide
-    for starts in (slide.tile_origins(length, stride), real_tiles.origins(length, stride)):
-        assert starts[0] == 0 and starts[-1] == length - slide.TILE
+    from bloodcell.detect import whole_smear
+    for starts in (whole_smear.tile_origins(length, stride), real_tiles.origins(length, stride)):
+        assert starts[0] == 0 and starts[-1] == length - whole_smear.TILE
         assert starts == sorted(set(starts))
         assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
         covered = np.zeros(length, bool)
         for s in starts:
-            covered[s : s + slide.TILE] = True
+            covered[s : s + whole_smear.TILE] = True
         assert covered.all()
 
 

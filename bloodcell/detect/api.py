@@ -15,7 +15,7 @@ segmentation in its box, bloodcell.detect.outlines), and ``measurements``, a dic
 ``bloodcell detect`` is a thin layer over this class.
 
 Images: a path (PNG, JPEG, BMP, TIFF of any size, read region by region as
-smear_io.open_smear does) or a numpy array (H, W, 3) uint8 in **RGB** order (what PIL,
+smear_reader.open_smear does) or a numpy array (H, W, 3) uint8 in **RGB** order (what PIL,
 scikit-image and matplotlib give; OpenCV's BGR must be flipped first).
 Scale: the model sees cells at the size it was trained on (its card's RBC diameter, 34 px);
 ``rbc_diameter`` (px of a typical red cell in the image, or ``"auto"`` to estimate it) or
@@ -126,7 +126,7 @@ class Detector:
 
     def detect_smear(self, smear, rbc_diameter=None, scale=None, window=4096,
                      **shape) -> pd.DataFrame:
-        """Cells of a smear opened with smear_io.open_smear, read region by region; ``"auto"``
+        """Cells of a smear opened with smear_reader.open_smear, read region by region; ``"auto"``
         measures the red cells on the centre ``window`` px."""
         if rbc_diameter == "auto":
             rbc_diameter = self.smear_rbc_diameter(smear, window)

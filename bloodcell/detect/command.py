@@ -4,7 +4,7 @@ Per image: an annotated PNG, a QuPath GeoJSON and a cells CSV, written as the im
 per run: ``summary.csv`` (status, counts per class, WBC differential in %, parasitemia in %) and
 ``detections.json`` (COCO, all images). Boxes are in the input image's pixels (top-left
 origin), whatever ``scale`` the detector saw. Smears are read region by region
-(smear_io.open_smear), so memory stays bounded on gigapixel TIFFs. Resuming, output names and
+(smear_reader.open_smear), so memory stays bounded on gigapixel TIFFs. Resuming, output names and
 failed images: bloodcell.detect.folder_run.
 """
 
@@ -60,7 +60,7 @@ def smear_scale(detector, smear, scale: float | str) -> float:
 def detect_one(path: Path, detector, scale: float | str,
                pixel_size: float | None = None) -> tuple[pd.DataFrame, dict]:
     """Cells of one smear (bloodcell.detect.api.Detector's frame with outlines, input pixels),
-    read region by region (smear_io.open_smear), with its size, scale and annotated image;
+    read region by region (smear_reader.open_smear), with its size, scale and annotated image;
     UserError for a bad image. ``scale``: the resize factor, or "auto" (smear_scale);
     ``pixel_size``: µm per input px for the measurements, or None for px."""
     from bloodcell.detect.smear_reader import open_smear

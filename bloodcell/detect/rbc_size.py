@@ -1,8 +1,8 @@
 """Estimate the typical red-blood-cell (RBC) diameter of a smear image from the image itself.
 
 Used by ``bloodcell detect --rbc-diameter auto`` to set the scale at which the detector sees an
-image (smear_io.scale_from_rbc_diameter). Images are uint8 (H, W, 3) in BGR order (OpenCV's, as
-smear_io.read_smear returns them); every length is in the image's own pixels.
+image (smear_reader.scale_from_rbc_diameter). Images are uint8 (H, W, 3) in BGR order (OpenCV's, as
+smear_reader.read_smear returns them); every length is in the image's own pixels.
 
 Method. Cells are the pixels darker than the background in the green channel (stained cells
 absorb green light; Otsu's threshold), with holes (central pallor) filled. The *pattern
@@ -121,7 +121,7 @@ def resolve_scale(bgr: np.ndarray, scale: float,
     """The detector's scale for one image: (scale, estimated RBC diameter in px, or None).
 
     ``rbc_diameter`` None: ``scale`` as given. A number (px): the scale that brings such cells
-    to the model's size (smear_io.scale_from_rbc_diameter; ``scale`` is ignored). ``"auto"``:
+    to the model's size (smear_reader.scale_from_rbc_diameter; ``scale`` is ignored). ``"auto"``:
     the diameter estimated on ``bgr`` (uint8 (H, W, 3) BGR) and its scale. Raises ValueError
     when no estimate is possible (callers name the image and the fix: require_estimate).
     """

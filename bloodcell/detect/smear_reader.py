@@ -8,7 +8,7 @@ Two ways in, one conversion path:
 - ``open_smear(path)`` opens a :class:`SmearImage` that is read region by region:
   ``region(x0, y0, x1, y1)`` gives exactly ``read_smear(path)[y0:y1, x0:x1]``;
   ``scaled(scale)`` a band-cached RGB view at the detector's scale that
-  ``slide.detect_slide`` tiles like an array (:class:`ScaledSmear`); ``overview(max_side)`` a
+  ``whole_smear.detect_slide`` tiles like an array (:class:`ScaledSmear`); ``overview(max_side)`` a
   downscaled copy built band by band. TIFFs are read through tifffile's Zarr store, so only the
   strips or tiles covering a region are decoded (uncompressed strips are read row by row from
   the file) and a whole slide is never held in memory. PNG, JPEG and BMP cannot be decoded by
@@ -256,7 +256,7 @@ class SmearImage:
     def scaled(self, scale: float) -> ScaledSmear | np.ndarray:
         """This image resized by ``scale`` for the detector, in RGB order: a ScaledSmear view,
         or, when the resized image is smaller than a detector tile (224 px) on a side, the
-        whole resized image as a plain uint8 array (slide.pad_to_tile needs one)."""
+        whole resized image as a plain uint8 array (whole_smear.pad_to_tile needs one)."""
         view = ScaledSmear(self, scale)
         return view[:, :] if min(view.shape[:2]) < TILE else view
 

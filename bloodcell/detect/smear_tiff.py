@@ -8,7 +8,7 @@ decoded samples of rows y0..y1-1 and columns x0..x1-1 (pixels, top-left origin, 
 the image's first plane, as a (h, w) or (h, w, c) array of the stored type, not yet converted
 (bloodcell.detect.smear_convert does that). TIFF samples are stored R, G, B (their Layout says
 "rgb");
-an image decoded whole by OpenCV (PNG, JPEG and BMP in smear_io, TIFFs that tifffile cannot
+an image decoded whole by OpenCV (PNG, JPEG and BMP in smear_reader, TIFFs that tifffile cannot
 decode), held as :class:`ArrayPixels`, is B, G, R.
 
 ``open_tiff`` opens a TIFF's first full-resolution plane: uncompressed strips are read row by
@@ -162,7 +162,7 @@ def _check_tiff_page(path: Path, page: tifffile.TiffPage) -> None:
 
 def open_tiff(path: Path, limit: int) -> tuple[Pixels, Layout]:
     """A TIFF's first full-resolution plane, by region (within ``limit`` px,
-    smear_io.MAX_REGION_PIXELS) when tifffile can decode its strips or tiles one by one, else
+    smear_reader.MAX_REGION_PIXELS) when tifffile can decode its strips or tiles one by one, else
     decoded whole (within MAX_PIXELS)."""
     with _tiff_errors(path):
         tif = tifffile.TiffFile(path)

@@ -1,12 +1,12 @@
 """Resizing a smear image for the detector without decoding it whole: :class:`ScaledSmear`.
 
 Part of reading smear images (overview: :mod:`bloodcell.detect.smear_reader`). A ScaledSmear is a
-SmearImage (smear_io.open_smear) resized by a scale factor and used like a read-only uint8
+SmearImage (smear_reader.open_smear) resized by a scale factor and used like a read-only uint8
 (H, W, 3) array, in RGB order (the detector's) by default or BGR (OpenCV's, for overviews); it
 decodes and caches a band of full-width rows at a time. Its pixels match OpenCV's whole-image
 resize (area averaging when shrinking, bilinear when enlarging) because rows are combined with
 OpenCV's own 1-D weights (``_resize_weights``: ``_linear_weights``, ``_area_taps``).
-``scaled_size`` and ``interpolation`` are the size and method of any such resize (smear_io's
+``scaled_size`` and ``interpolation`` are the size and method of any such resize (smear_reader's
 ``rescale`` uses them too). Coordinates are pixels, top-left origin, ranges half-open; sizes
 are (width, height) and shapes (rows, columns, 3).
 """
@@ -22,7 +22,7 @@ import numpy as np
 from bloodcell.common.tile import TILE_PX as TILE
 from bloodcell.detect.smear_convert import BLOCK_VALUES
 
-if TYPE_CHECKING:  # smear_io imports this module
+if TYPE_CHECKING:  # smear_reader imports this module
     from bloodcell.detect.smear_reader import SmearImage
 
 BAND_ROWS = 2 * TILE

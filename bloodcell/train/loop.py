@@ -35,6 +35,7 @@ from tqdm import tqdm
 from bloodcell.common.atomic import atomic_file
 from bloodcell.common.errors import UserError
 from bloodcell.common.option_types import learning_rate
+from bloodcell.common.tile import TILE_PX
 from bloodcell.dataset.records import count_records, record_files
 from bloodcell.evaluate.metrics import coco_metrics
 from bloodcell.model import card as model_card
@@ -123,13 +124,15 @@ class NonFiniteLoss(Exception):
         self.step, self.loss, self.terms = step, loss, terms
 
 
-def run_epoch(step: Callable, ds: tf.data.Dataset, n_images: int, desc: str) -> tuple[float, float]:
-    """One pass of training; returns (mean loss per image, images per second). Raises
-    NonFiniteLoss at the first step whose loss is not finite."""
+def train_one_epoch(step: Callable, batches: tf.data.Dataset, n_images: int, desc: str
+                    ) -> tuple[float, float]:
+    """One pass over the training batches with the compiled ``step`` (which updates the
+    weights); returns (mean loss per image, images per second). Raises NonFiniteLoss at the
+    first step whose loss is not finite."""
     total, seen, start = 0.0, 0, time.perf_counter()
     with tqdm(total=n_images, desc=desc, unit="img", file=sys.stderr, leave=False,
               mininterval=2.0) as bar:
-        for k, (images, labels) in enumerate(ds, 1):
+        for k, (images, labels) in enumerate(batches, 1):
             n = int(images.shape[0])
             loss, terms = step(images, labels)
             value = float(loss)
@@ -142,10 +145,27 @@ def run_epoch(step: Callable, ds: tf.data.Dataset, n_images: int, desc: str) -> 
     return total / max(seen, 1), seen / (time.perf_counter() - start)
 
 
-def validator(cfg: TrainConfig, net: keras.Model, valid_files: list[str]
-              ) -> Callable[[tf.data.Dataset], dict[str, float]]:
-    """The validation pass, compiled once per run: classifier -> mean loss and exact-match
-    accuracy (10 sigmoids at 0.5); detector -> mean loss and mAP@0.5 (pycocotools)."""
+def evaluate(cfg: TrainConfig, net: keras.Model, val_step: Callable, batches: tf.data.Dataset,
+             detect: Callable | None, valid_files: list[str]) -> dict[str, float]:
+    """The validation pass: mean loss over ``batches`` and, for the classifier, exact-match
+    accuracy (10 sigmoids at 0.5), for the detector mAP@0.5 (pycocotools) of ``detect`` on the
+    validation shards."""
+    loss, hits, n = 0.0, 0, 0
+    for images, labels in batches:
+        batch_loss, batch_hits = val_step(images, labels)
+        loss += float(batch_loss) * int(images.shape[0])
+        hits += int(batch_hits)
+        n += int(images.shape[0])
+    if detect is None:
+        return {"loss": loss / max(n, 1), "accuracy": hits / max(n, 1)}
+    gt, det, ids = predict_shards(net, valid_files, cfg.anchors, cfg.decode, detect=detect)
+    sizes = {i: (TILE_PX, TILE_PX) for i in ids}
+    return {"loss": loss / max(n, 1), "map50": coco_metrics(gt, det, ids, sizes)["map50"]}
+
+
+def validation_step(cfg: TrainConfig, net: keras.Model) -> Callable:
+    """The compiled validation step: (images, labels) -> (batch loss, exact-match hits; 0 for
+    the detector, whose validation metric is mAP)."""
     if cfg.kind == "classifier":
         @tf.function
         def stats(images, labels):
@@ -156,23 +176,7 @@ def validator(cfg: TrainConfig, net: keras.Model, valid_files: list[str]
         @tf.function
         def stats(images, labels):
             return detector_loss(labels, net(images, training=False), cfg.weights), 0
-
-    detect = None if cfg.kind == "classifier" else tile_detector(net, cfg.anchors, cfg.decode)
-
-    def run(ds: tf.data.Dataset) -> dict[str, float]:
-        loss, hits, n = 0.0, 0, 0
-        for images, labels in ds:
-            batch_loss, batch_hits = stats(images, labels)
-            loss += float(batch_loss) * int(images.shape[0])
-            hits += int(batch_hits)
-            n += int(images.shape[0])
-        if detect is None:
-            return {"loss": loss / max(n, 1), "accuracy": hits / max(n, 1)}
-        gt, det, ids = predict_shards(net, valid_files, cfg.anchors, cfg.decode, detect=detect)
-        sizes = {i: (224, 224) for i in ids}
-        return {"loss": loss / max(n, 1), "map50": coco_metrics(gt, det, ids, sizes)["map50"]}
-
-    return run
+    return stats
 
 
 def improved(cfg: TrainConfig, value: float, best: float | None) -> bool:
@@ -182,16 +186,19 @@ def improved(cfg: TrainConfig, value: float, best: float | None) -> bool:
     return value < best if cfg.select == "loss" else value > best
 
 
-def datasets(cfg: TrainConfig, run: Session, epoch: int, n_images: int):
-    """The epoch's training batches (synthetic, or mixed with real tiles) and validation ones."""
+def datasets(cfg: TrainConfig, files: tuple[list[str], list[str], tuple[str, ...]], epoch: int,
+             n_images: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The epoch's training batches (synthetic, or mixed with real tiles) and validation ones;
+    ``files``: the train, valid and real-tile TFRecords."""
+    train_files, valid_files, real_files = files
     kw = {"anchors": cfg.anchors, "match_iou": cfg.match_iou}
     seed = cfg.seed * 1000 + epoch
-    if run.real_files and cfg.real_share > 0:
-        train = data.mixed(run.train_files, run.real_files, cfg.real_share, n_images, cfg.batch,
-                           seed, **kw)
+    if real_files and cfg.real_share > 0:
+        train = data.mixed(train_files, real_files, cfg.real_share, n_images, cfg.batch, seed,
+                           **kw)
     else:
-        train = data.dataset(run.train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw)
-    return train, data.dataset(run.valid_files, cfg.batch, cfg.kind, **kw)
+        train = data.dataset(train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw)
+    return train, data.dataset(valid_files, cfg.batch, cfg.kind, **kw)
 
 
 def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
@@ -222,95 +229,95 @@ def check_keras_file(path: Path, what: str) -> None:
 def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_dir: Path,
         init_from: Path | None = None, real_files: tuple[str, ...] = ()
         ) -> tuple[keras.Model, dict]:
-    """Train (or resume) one phase; returns the best model and the final state."""
+    """Train (or resume) one phase: per epoch, set the learning rate, train_one_epoch, evaluate,
+    keep the best weights and save the resumable state. Returns the best model and the state."""
     setup(cfg)
     net = build(cfg, init_from)
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(cfg.schedule, 1))
-    stats = {"train_images": count_records(train_files),
-             "valid_images": count_records(valid_files)}
-    if real_files:
-        stats["real_tiles"] = count_records(real_files)
-        stats["real_share"] = cfg.real_share
-    if stats["train_images"] == 0 or stats["valid_images"] == 0:
-        raise UserError(f"no training or validation images in {train_files + valid_files}: "
-                        "run the synth stage first")
-    state = {"epoch": 0, "best": None, "best_epoch": None, "history": [], "data": stats}
+    state = initial_state(train_files, valid_files, real_files, cfg.real_share)
     done = checkpoint.latest(state_dir)
     if done is not None:
         state = checkpoint.restore(done, net, optimizer)
         log.info("resuming %s after epoch %d from %s", cfg.kind, state["epoch"], done)
-    run = Session(cfg, net, optimizer,
-                  step_fn(net, optimizer, loss_function(cfg), loss_terms(cfg)),
-                  validator(cfg, net, valid_files), train_files, valid_files, state_dir,
-                  tuple(real_files))
+    step = step_fn(net, optimizer, loss_function(cfg), loss_terms(cfg))
+    val_step = validation_step(cfg, net)
+    detect = None if cfg.kind == "classifier" else tile_detector(net, cfg.anchors, cfg.decode)
     best_path = done / "best.weights.h5" if done is not None else None
+    n_images = state["data"]["train_images"]
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        best_path = train_one(run, epoch, state, best_path)
+        lr = learning_rate(cfg.schedule, epoch)
+        optimizer.learning_rate.assign(lr)
+        train_ds, valid_ds = datasets(cfg, (train_files, valid_files, real_files), epoch,
+                                      n_images)
+        start = time.perf_counter()
+        try:
+            loss, speed = train_one_epoch(step, train_ds, n_images,
+                                          f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
+        except NonFiniteLoss as bad:
+            raise non_finite_error(cfg, epoch, lr, bad, kept(state_dir, state)) from None
+        val = evaluate(cfg, net, val_step, valid_ds, detect, valid_files)
+        if not math.isfinite(val["loss"]):
+            raise UserError(f"{cfg.kind} epoch {epoch}: non-finite validation loss "
+                            f"{val['loss']} at learning rate {lr:g}; training stopped, "
+                            f"{kept(state_dir, state)}; lower the learning rate (train_"
+                            f"{cfg.kind}.schedule in params.yaml) or check the validation data")
+        better = record_epoch(cfg, state, epoch, lr, loss, val, speed, start)
+        saved = checkpoint.save(state_dir, epoch, net, optimizer, None if better else best_path,
+                                state)
+        best_path = saved / "best.weights.h5"
     if best_path is not None:
         net.load_weights(best_path)
     return net, state
 
 
-@dataclass(frozen=True)
-class Session:
-    """What one training run holds across its epochs."""
+def initial_state(train_files: list[str], valid_files: list[str], real_files: tuple[str, ...],
+                  real_share: float) -> dict:
+    """A new run's state: no epoch done, and the image counts of its data (UserError when the
+    training or validation shards are empty)."""
+    stats = {"train_images": count_records(train_files),
+             "valid_images": count_records(valid_files)}
+    if real_files:
+        stats["real_tiles"] = count_records(real_files)
+        stats["real_share"] = real_share
+    if stats["train_images"] == 0 or stats["valid_images"] == 0:
+        raise UserError(f"no training or validation images in {train_files + valid_files}: "
+                        "run the synth stage first")
+    return {"epoch": 0, "best": None, "best_epoch": None, "history": [], "data": stats}
 
-    cfg: TrainConfig
-    net: keras.Model
-    optimizer: keras.optimizers.Optimizer
-    step: Callable
-    validate: Callable
-    train_files: list[str]
-    valid_files: list[str]
-    state_dir: Path
-    real_files: tuple[str, ...] = ()
+
+def non_finite_error(cfg: TrainConfig, epoch: int, lr: float, bad: NonFiniteLoss,
+                     kept_state: str) -> UserError:
+    """The one-line error of a training step whose loss was not finite."""
+    terms = ", ".join(f"{k} {v:.6g}" for k, v in bad.terms.items())
+    return UserError(f"{cfg.kind} epoch {epoch} step {bad.step}: non-finite loss {bad.loss} "
+                     f"({terms}) at learning rate {lr:g}; training stopped, {kept_state}; "
+                     f"lower the learning rate (train_{cfg.kind}.schedule in params.yaml) or "
+                     "check the training data")
 
 
-def train_one(run: Session, epoch: int, state: dict, best_path: Path | None) -> Path:
-    """Train and validate one epoch, record it in ``state`` and save the resumable state;
-    returns the path of the best weights so far."""
-    cfg = run.cfg
-    lr = learning_rate(cfg.schedule, epoch)
-    run.optimizer.learning_rate.assign(lr)
-    train_ds, valid_ds = datasets(cfg, run, epoch, state["data"]["train_images"])
-    start = time.perf_counter()
-    try:
-        loss, speed = run_epoch(run.step, train_ds, state["data"]["train_images"],
-                                f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
-    except NonFiniteLoss as bad:
-        terms = ", ".join(f"{k} {v:.6g}" for k, v in bad.terms.items())
-        raise UserError(f"{cfg.kind} epoch {epoch} step {bad.step}: non-finite loss {bad.loss} "
-                        f"({terms}) at learning rate {lr:g}; training stopped, "
-                        f"{kept(run, state)}; lower the learning rate (train_{cfg.kind}."
-                        "schedule in params.yaml) or check the training data") from None
-    val = run.validate(valid_ds)
-    if not math.isfinite(val["loss"]):
-        raise UserError(f"{cfg.kind} epoch {epoch}: non-finite validation loss {val['loss']} "
-                        f"at learning rate {lr:g}; training stopped, {kept(run, state)}; lower "
-                        f"the learning rate (train_{cfg.kind}.schedule in params.yaml) or check "
-                        "the validation data")
+def record_epoch(cfg: TrainConfig, state: dict, epoch: int, lr: float, loss: float,
+                 val: dict[str, float], speed: float, start: float) -> bool:
+    """Add the epoch to ``state`` (history row, best value and epoch, epoch count) and log it;
+    whether it is the best so far."""
     value = val[cfg.select]
     better = improved(cfg, value, state["best"])
     if better:
         state["best"], state["best_epoch"] = value, epoch
-    row = {"epoch": epoch, "lr": lr, "train_loss": loss,
-           **{f"valid_{k}": v for k, v in val.items()},
-           "images_per_s": speed, "seconds": time.perf_counter() - start}
-    state["history"].append(row)
+    state["history"].append({"epoch": epoch, "lr": lr, "train_loss": loss,
+                             **{f"valid_{k}": v for k, v in val.items()},
+                             "images_per_s": speed, "seconds": time.perf_counter() - start})
     state["epoch"] = epoch
     log.info("%s epoch %d: lr %g, train loss %.4f, %s, %.1f img/s%s", cfg.kind, epoch, lr, loss,
              ", ".join(f"valid {k} {v:.4f}" for k, v in val.items()), speed,
              " (best)" if better else "")
-    saved = checkpoint.save(run.state_dir, epoch, run.net, run.optimizer,
-                            None if better else best_path, state)
-    return saved / "best.weights.h5"
+    return better
 
 
-def kept(run: Session, state: dict) -> str:
+def kept(state_dir: Path, state: dict) -> str:
     """Which saved state a stopped run leaves behind, for its message."""
     if state["epoch"] == 0:
-        return f"no epoch had finished (state folder {run.state_dir})"
-    return f"the last good state (epoch {state['epoch']}) is kept in {run.state_dir}"
+        return f"no epoch had finished (state folder {state_dir})"
+    return f"the last good state (epoch {state['epoch']}) is kept in {state_dir}"
 
 
 TIMING = ("images_per_s", "seconds")

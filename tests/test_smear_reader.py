@@ -13,8 +13,7 @@ import tifffile
 from PIL import Image
 
 from bloodcell.common.errors import UserError
-from bloodcell.detect import smear_headers
-from bloodcell.detect import smear_reader as smear_io
+from bloodcell.detect import smear_headers, smear_reader
 from bloodcell.detect.smear_reader import list_images, read_smear, rescale, scale_from_rbc_diameter
 
 
@@ -294,10 +293,10 @@ def test_scale_from_rbc_diameter() -> None:
 
 
 def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make any OpenCV decode in smear_io fail the test."""
+    """Make any OpenCV decode in smear_reader fail the test."""
     def boom(*args, **kwargs):
         raise AssertionError("decoded although the header is too large")
-    monkeypatch.setattr(smear_io.cv2, "imdecode", boom)
+    monkeypatch.setattr(smear_reader.cv2, "imdecode", boom)
 
 
 def test_jpeg_too_large_by_header_is_refused_without_decoding(
@@ -382,7 +381,7 @@ def test_tiff_regions_equal_the_whole_image(tmp_path: Path, layout: str) -> None
     whole = read_smear(path)
     np.testing.assert_array_equal(whole, img)
     rng = np.random.default_rng(3)
-    with smear_io.open_smear(path) as smear:
+    with smear_reader.open_smear(path) as smear:
         assert smear.by_region and (smear.width, smear.height) == (700, 500)
         for x0, y0, x1, y1 in [(0, 0, 700, 500), (690, 0, 700, 5), *random_regions(
                 rng, 700, 500, 25)]:
@@ -397,7 +396,7 @@ def test_tiff_regions_equal_the_whole_image(tmp_path: Path, layout: str) -> None
 def test_region_reads_decode_only_the_tiles_they_cover(tmp_path: Path) -> None:
     path = write_tiff(tmp_path / "t.tif", textured(512, 1024), tile=(128, 128),
                       compression="zlib")
-    with smear_io.open_smear(path) as smear:
+    with smear_reader.open_smear(path) as smear:
         assert smear.chunk_rows == 128
         store = smear._pixels._rows._store  # tifffile's Zarr store: one key per tile
         keys, get = [], store.get
@@ -416,7 +415,7 @@ def test_region_reads_decode_only_the_tiles_they_cover(tmp_path: Path) -> None:
 def test_in_memory_formats_read_by_region_too(tmp_path: Path) -> None:
     img = textured(120, 90)
     for name in ("a.png", "a.bmp"):
-        with smear_io.open_smear(write_cv2(tmp_path / name, img)) as smear:
+        with smear_reader.open_smear(write_cv2(tmp_path / name, img)) as smear:
             assert not smear.by_region
             region = smear.region(10, 20, 60, 100)
             np.testing.assert_array_equal(region, img[20:100, 10:60])
@@ -429,7 +428,7 @@ def test_pyramid_reads_level_0_by_region(tmp_path: Path) -> None:
     with tifffile.TiffWriter(tmp_path / "pyr.ome.tif", bigtiff=True, ome=True) as tif:
         tif.write(img[..., ::-1], photometric="rgb", tile=(64, 64), subifds=1)
         tif.write(img[::2, ::2, ::-1], photometric="rgb", tile=(64, 64), subfiletype=1)
-    with smear_io.open_smear(tmp_path / "pyr.ome.tif") as smear:
+    with smear_reader.open_smear(tmp_path / "pyr.ome.tif") as smear:
         assert smear.by_region and (smear.width, smear.height) == (400, 300)
         np.testing.assert_array_equal(smear.region(37, 50, 333, 290), img[50:290, 37:333])
 
@@ -440,20 +439,20 @@ def test_large_region_tiffs_have_their_own_limit(tmp_path: Path,
     path = write_tiff(tmp_path / "slide.tif", img, tile=(64, 64), compression="zlib")
     monkeypatch.setattr(smear_headers, "MAX_PIXELS", 10_000)  # too large to decode whole ...
     assert "400x300 px, more than 10,000 px" in user_error(path)
-    with smear_io.open_smear(path) as smear:  # ... but fine by region
+    with smear_reader.open_smear(path) as smear:  # ... but fine by region
         np.testing.assert_array_equal(smear.region(0, 0, 400, 300), img)
     lzw = write_cv2(tmp_path / "lzw.tif", img)  # needs imagecodecs: decoded whole, MAX_PIXELS
     with pytest.raises(UserError, match="more than 10,000 px"):
-        smear_io.open_smear(lzw)
-    monkeypatch.setattr(smear_io, "MAX_REGION_PIXELS", 100_000)
+        smear_reader.open_smear(lzw)
+    monkeypatch.setattr(smear_reader, "MAX_REGION_PIXELS", 100_000)
     with pytest.raises(UserError, match="400x300 px, more than 100,000 px") as info:
-        smear_io.open_smear(path)
+        smear_reader.open_smear(path)
     assert "\n" not in str(info.value)
 
 
 def test_lzw_tiff_opens_decoded_whole(tmp_path: Path) -> None:
     img = textured(100, 120)
-    with smear_io.open_smear(write_cv2(tmp_path / "cv.tif", img)) as smear:
+    with smear_reader.open_smear(write_cv2(tmp_path / "cv.tif", img)) as smear:
         assert not smear.by_region
         np.testing.assert_array_equal(smear.region(3, 4, 100, 90), img[4:90, 3:100])
 
@@ -465,7 +464,7 @@ def test_truncated_or_damaged_tiff_gives_one_line_user_error(tmp_path: Path) -> 
     data = path.read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="truncated TIFF") as info:
-        smear_io.open_smear(tmp_path / "cut.tif")
+        smear_reader.open_smear(tmp_path / "cut.tif")
     assert "\n" not in str(info.value) and "cut.tif" in str(info.value)
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
@@ -473,7 +472,7 @@ def test_truncated_or_damaged_tiff_gives_one_line_user_error(tmp_path: Path) -> 
     damaged = bytearray(data)
     damaged[offset : offset + count] = bytes(count)  # tile 5 (row 1, column 1): not zlib
     (tmp_path / "damaged.tif").write_bytes(bytes(damaged))
-    with smear_io.open_smear(tmp_path / "damaged.tif") as smear:
+    with smear_reader.open_smear(tmp_path / "damaged.tif") as smear:
         np.testing.assert_array_equal(smear.region(0, 0, 64, 64), img[:64, :64])
         with pytest.raises(UserError, match="damaged TIFF") as info:
             smear.region(60, 60, 100, 100)
@@ -485,7 +484,7 @@ def test_float_tiff_by_region_is_scaled_by_the_whole_image_peak(tmp_path: Path) 
     values = img[..., ::-1].astype(np.float32) * 4
     values[190, 290] = 255 * 4  # the peak sits in the last tile
     tifffile.imwrite(tmp_path / "f.tif", values, photometric="rgb", tile=(64, 64))
-    with smear_io.open_smear(tmp_path / "f.tif") as smear:
+    with smear_reader.open_smear(tmp_path / "f.tif") as smear:
         np.testing.assert_array_equal(smear.region(0, 0, 50, 50), img[:50, :50])
 
 
@@ -523,9 +522,9 @@ def test_scaled_view_at_1_equals_the_whole_image(tmp_path: Path, name: str) -> N
         write_cv2(path, img)
     rgb = read_smear(path)[..., ::-1]
     rng = np.random.default_rng(5)
-    with smear_io.open_smear(path) as smear:
+    with smear_reader.open_smear(path) as smear:
         view = smear.scaled(1.0)
-        assert isinstance(view, smear_io.ScaledSmear) and view.shape == (500, 700, 3)
+        assert isinstance(view, smear_reader.ScaledSmear) and view.shape == (500, 700, 3)
         np.testing.assert_array_equal(walk_rows(view, 224), rgb)
         np.testing.assert_array_equal(np.asarray(view), rgb)
         for x0, y0, x1, y1 in random_regions(rng, 700, 500, 30):
@@ -540,8 +539,8 @@ def test_scaled_view_is_close_to_rescale(tmp_path: Path, scale: float, band_rows
     img = textured(500, 700)
     path = write_tiff(tmp_path / "t.tif", img, tile=(64, 128), compression="zlib")
     expected = rescale(read_smear(path), scale)[..., ::-1]
-    with smear_io.open_smear(path) as smear:
-        view = smear_io.ScaledSmear(smear, scale, band_rows=band_rows)
+    with smear_reader.open_smear(path) as smear:
+        view = smear_reader.ScaledSmear(smear, scale, band_rows=band_rows)
         assert view.shape == expected.shape
         got = walk_rows(view, 50)
         diff = np.abs(got.astype(int) - expected)
@@ -553,7 +552,7 @@ def test_scaled_view_indexing(tmp_path: Path) -> None:
     img = textured(300, 400)
     path = write_tiff(tmp_path / "t.tif", img, tile=(64, 64))
     rgb = img[..., ::-1]
-    with smear_io.open_smear(path) as smear:
+    with smear_reader.open_smear(path) as smear:
         view = smear.scaled(1.0)
         assert len(view) == 300 and view.ndim == 3 and view.dtype == np.uint8
         for key in [(5, 7), (-1, slice(None)), (slice(10, 90, 3), slice(None, None, 7)),
@@ -574,12 +573,12 @@ def test_scaled_view_indexing(tmp_path: Path) -> None:
 def test_a_row_of_tiles_decodes_the_file_once(tmp_path: Path) -> None:
     path = write_tiff(tmp_path / "t.tif", textured(700, 1000), tile=(128, 128),
                       compression="zlib")
-    with smear_io.open_smear(path) as smear:
+    with smear_reader.open_smear(path) as smear:
         reads = []
         read = smear._pixels.read
         smear._pixels.read = lambda *box: reads.append(box) or read(*box)
         view = smear.scaled(1.0)
-        for y in (0, 224, 448, 476):  # slide.tile_origins(700, 224)
+        for y in (0, 224, 448, 476):  # whole_smear.tile_origins(700, 224)
             for x in (0, 224, 448, 672, 776):
                 view[y : y + 224, x : x + 224]
         # full-width bands of whole tile rows: rows 0..511 (two rows of tiles) and 448..699
@@ -589,17 +588,17 @@ def test_a_row_of_tiles_decodes_the_file_once(tmp_path: Path) -> None:
 def test_small_images_scale_to_a_plain_array(tmp_path: Path) -> None:
     img = textured(150, 400)
     path = write_cv2(tmp_path / "s.png", img)
-    with smear_io.open_smear(path) as smear:
+    with smear_reader.open_smear(path) as smear:
         small = smear.scaled(1.0)
         assert isinstance(small, np.ndarray)
         np.testing.assert_array_equal(small, img[..., ::-1])
-        assert isinstance(smear.scaled(1.6), smear_io.ScaledSmear)
+        assert isinstance(smear.scaled(1.6), smear_reader.ScaledSmear)
 
 
 def test_overview_fits_max_side_and_matches_rescale(tmp_path: Path) -> None:
     img = textured(500, 700)
     path = write_tiff(tmp_path / "t.tif", img, tile=(64, 64), compression="zlib")
-    with smear_io.open_smear(path) as smear:
+    with smear_reader.open_smear(path) as smear:
         small, factor = smear.overview(300)
         assert factor == pytest.approx(300 / 700) and small.shape == (214, 300, 3)
         diff = np.abs(small.astype(int) - rescale(img, factor))
@@ -610,7 +609,7 @@ def test_overview_fits_max_side_and_matches_rescale(tmp_path: Path) -> None:
 
 
 def test_detect_slide_on_the_view_equals_the_in_memory_image(tmp_path: Path) -> None:
-    """slide.detect_slide on ScaledSmear at scale 1 gives exactly the detections it gives on
+    """whole_smear.detect_slide on ScaledSmear at scale 1 gives exactly the detections it gives on
     the whole RGB image. The stand-in detector derives boxes from each tile's pixels (the
     brightest spots, classes and scores from their values), so any pixel difference shows."""
     from bloodcell.detect.whole_smear import SlideConfig, detect_slide
@@ -634,6 +633,6 @@ def test_detect_slide_on_the_view_equals_the_in_memory_image(tmp_path: Path) -> 
     rgb = np.ascontiguousarray(read_smear(path)[..., ::-1])
     expected = detect_slide(detect, rgb, SlideConfig())
     assert len(expected) > 50
-    with smear_io.open_smear(path) as smear:
+    with smear_reader.open_smear(path) as smear:
         got = detect_slide(detect, smear.scaled(1.0), SlideConfig())
     pd.testing.assert_frame_equal(got, expected)
