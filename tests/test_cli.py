@@ -135,3 +135,13 @@ def test_commands_that_need_no_model_start_without_tensorflow(argv: list[str]) -
             "print('tensorflow' in sys.modules, file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
+
+
+def test_params_check_works_outside_the_project(tmp_path: Path, capsys) -> None:
+    """The schema ships with the package: a params file anywhere is checked against it."""
+    from bloodcell.cli import main
+
+    path = tmp_path / "my params.yaml"
+    path.write_text((PROJECT / "params.yaml").read_text())
+    assert main(["params", "check", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: valid"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from bloodcell.common.boxes import box_iou
 from bloodcell.common.classes import CLASS_NAMES
 from bloodcell.evaluate.metrics import (
-    box_iou,
     coco_metrics,
     count_errors,
     exact_match_accuracy,

@@ -25,9 +25,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bloodcell.common.boxes import box_iou
 from bloodcell.common.classes import DISPLAY_NAMES
 from bloodcell.common.errors import UserError
-from bloodcell.evaluate import metrics
 from bloodcell.provenance import export
 from conftest import PROJECT
 
@@ -56,8 +56,8 @@ def boxes_array(rows) -> np.ndarray:
 @FAST
 @given(st.lists(box, max_size=8), st.lists(box, max_size=8))
 def test_iou_is_symmetric_and_in_0_1(a, b):
-    ab = metrics.box_iou(boxes_array(a), boxes_array(b))
-    ba = metrics.box_iou(boxes_array(b), boxes_array(a))
+    ab = box_iou(boxes_array(a), boxes_array(b))
+    ba = box_iou(boxes_array(b), boxes_array(a))
     assert ab.shape == (len(a), len(b))
     np.testing.assert_allclose(ab, ba.T, rtol=1e-12, atol=1e-12)
     assert np.all((ab >= 0) & (ab <= 1 + 1e-12))
@@ -66,7 +66,7 @@ def test_iou_is_symmetric_and_in_0_1(a, b):
 @FAST
 @given(positive_box)
 def test_iou_of_a_box_with_itself_is_1(b):
-    assert metrics.box_iou(boxes_array([b]), boxes_array([b]))[0, 0] == pytest.approx(1.0)
+    assert box_iou(boxes_array([b]), boxes_array([b]))[0, 0] == pytest.approx(1.0)
 
 
 @FAST
@@ -74,7 +74,7 @@ def test_iou_of_a_box_with_itself_is_1(b):
 def test_iou_of_disjoint_boxes_is_0(a, b, gap):
     # b moved to start right of a's right edge (touching when gap == 0)
     b = (a[0] + a[2] + gap, b[1], b[2], b[3])
-    assert metrics.box_iou(boxes_array([a]), boxes_array([b]))[0, 0] == 0.0
+    assert box_iou(boxes_array([a]), boxes_array([b]))[0, 0] == 0.0
 
 
 @FAST
@@ -82,8 +82,8 @@ def test_iou_of_disjoint_boxes_is_0(a, b, gap):
 def test_iou_does_not_change_when_both_boxes_move(a, dx, dy):
     b = (a[0] + 3, a[1] - 2, a[2] * 0.7, a[3] * 1.1)
     moved = [(x + dx, y + dy, w, h) for x, y, w, h in (a, b)]
-    before = metrics.box_iou(boxes_array([a]), boxes_array([b]))[0, 0]
-    after = metrics.box_iou(boxes_array([moved[0]]), boxes_array([moved[1]]))[0, 0]
+    before = box_iou(boxes_array([a]), boxes_array([b]))[0, 0]
+    after = box_iou(boxes_array([moved[0]]), boxes_array([moved[1]]))[0, 0]
     assert after == pytest.approx(before, abs=1e-9)
 
 
@@ -260,7 +260,7 @@ def test_slide_class_nms_keeps_a_subset_without_overlaps_within_a_kind(rows, iou
     kept = class_nms(dets, iou)
     assert set(kept.index) <= set(dets.index)
     b = kept[["x", "y", "w", "h"]].to_numpy(float)
-    overlap = metrics.box_iou(b, b)
+    overlap = box_iou(b, b)
     kinds = KIND[kept["class_idx"].to_numpy()]
     same = kinds[:, None] == kinds[None, :]
     np.fill_diagonal(same, False)
@@ -275,7 +275,7 @@ def test_slide_class_nms_keeps_a_subset_without_overlaps_within_a_kind(rows, iou
         iw = np.minimum(m[:, 0] + m[:, 2], b[0] + b[2]) - np.maximum(m[:, 0], b[0])
         ih = np.minimum(m[:, 1] + m[:, 3], b[1] + b[3]) - np.maximum(m[:, 1], b[1])
         inside = np.clip(iw, 0, None) * np.clip(ih, 0, None) / (b[2] * b[3])
-        overlap = metrics.box_iou(m, b[None])[:, 0]
+        overlap = box_iou(m, b[None])[:, 0]
         assert ((overlap > iou - 1e-9) | (inside > 0.7 - 1e-9)).any(), i
 
 
@@ -291,7 +291,7 @@ def test_class_wise_nms_after_mapping_keeps_no_overlap_above_the_iou(rows, iou):
     assert list(kept.index) == [i for i in dets.index if i in set(kept.index)]  # order kept
     for _, part in kept.groupby("class_idx"):
         b = part[["x", "y", "w", "h"]].to_numpy(float)
-        overlap = metrics.box_iou(b, b)
+        overlap = box_iou(b, b)
         np.fill_diagonal(overlap, 0)
         assert (overlap <= iou + 1e-9).all()
     for _, part in dets.groupby("class_idx"):  # the best box of each class is kept

@@ -14,7 +14,12 @@ from PIL import Image
 
 from bloodcell.common.errors import UserError
 from bloodcell.detect import smear_headers, smear_reader
-from bloodcell.detect.smear_reader import list_images, read_smear, rescale, scale_from_rbc_diameter
+from bloodcell.detect.smear_reader import (
+    list_images,
+    read_smear,
+    resize_smear,
+    scale_from_rbc_diameter,
+)
 
 
 def bgr_pattern(h: int = 24, w: int = 32) -> np.ndarray:
@@ -263,21 +268,21 @@ def test_list_images(tmp_path: Path) -> None:
 
 def test_rescale_sizes() -> None:
     img = np.zeros((50, 100, 3), np.uint8)
-    assert rescale(img, 0.5).shape == (25, 50, 3)
-    assert rescale(img, 2.0).shape == (100, 200, 3)
-    assert rescale(img, 0.333).shape == (17, 33, 3)
-    assert rescale(img, 1e-6).shape == (1, 1, 3)
-    assert rescale(img, 1.0) is img
+    assert resize_smear(img, 0.5).shape == (25, 50, 3)
+    assert resize_smear(img, 2.0).shape == (100, 200, 3)
+    assert resize_smear(img, 0.333).shape == (17, 33, 3)
+    assert resize_smear(img, 1e-6).shape == (1, 1, 3)
+    assert resize_smear(img, 1.0) is img
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError):
-            rescale(img, bad)
+            resize_smear(img, bad)
 
 
 def test_rescale_interpolation() -> None:
     img = np.zeros((4, 4), np.uint8)
     img[:, 2:] = 200
-    np.testing.assert_array_equal(rescale(img, 0.5), [[0, 200], [0, 200]])
-    assert rescale(img, 2.0)[0].tolist() == [0, 0, 0, 50, 150, 200, 200, 200]
+    np.testing.assert_array_equal(resize_smear(img, 0.5), [[0, 200], [0, 200]])
+    assert resize_smear(img, 2.0)[0].tolist() == [0, 0, 0, 50, 150, 200, 200, 200]
 
 
 def test_scale_from_rbc_diameter() -> None:
@@ -538,7 +543,7 @@ def test_scaled_view_is_close_to_rescale(tmp_path: Path, scale: float, band_rows
     band edges too (small bands put many edges in the image)."""
     img = textured(500, 700)
     path = write_tiff(tmp_path / "t.tif", img, tile=(64, 128), compression="zlib")
-    expected = rescale(read_smear(path), scale)[..., ::-1]
+    expected = resize_smear(read_smear(path), scale)[..., ::-1]
     with smear_reader.open_smear(path) as smear:
         view = smear_reader.ScaledSmear(smear, scale, band_rows=band_rows)
         assert view.shape == expected.shape
@@ -601,7 +606,7 @@ def test_overview_fits_max_side_and_matches_rescale(tmp_path: Path) -> None:
     with smear_reader.open_smear(path) as smear:
         small, factor = smear.overview(300)
         assert factor == pytest.approx(300 / 700) and small.shape == (214, 300, 3)
-        diff = np.abs(small.astype(int) - rescale(img, factor))
+        diff = np.abs(small.astype(int) - resize_smear(img, factor))
         assert diff.max() <= 1 and diff.mean() < 0.2
         whole, one = smear.overview(5000)
         assert one == 1.0

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bloodcell.common.boxes import candidate_pairs, neighbours, pair_ios, pair_iou
+from bloodcell.common.boxes import box_iou, candidate_pairs, neighbours, pair_ios, pair_iou
 from bloodcell.common.detection_options import add_slide
 from bloodcell.detect.whole_smear import (
     KIND,
@@ -28,7 +28,6 @@ from bloodcell.detect.whole_smear import (
     seam_pairs,
     tile_origins,
 )
-from bloodcell.evaluate.metrics import box_iou
 
 GREY = (200, 200, 200)
 

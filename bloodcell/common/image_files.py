@@ -67,13 +67,6 @@ def _read_raw(path: Path) -> np.ndarray:
     return _decode_raw(path.read_bytes())
 
 
-def read_color_image(path: str | Path) -> np.ndarray:
-    """Read an 8-bit 3-channel colour image file as uint8 (H, W, 3) BGR (see decode_color)."""
-    if not Path(path).is_file():
-        raise ImageProblem("file not found")
-    return decode_color(Path(path).read_bytes())
-
-
 def decode_color(data: bytes) -> np.ndarray:
     """Decode an 8-bit 3-channel colour image (PNG, BMP, JPEG, TIFF bytes) as uint8 BGR.
 

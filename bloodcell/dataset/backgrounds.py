@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bloodcell.common.atomic import atomic_dir
+from bloodcell.common.boxes import box_iou
 from bloodcell.common.classes import CLASS_INDEX
 from bloodcell.common.cli_args import (
     check_range,
@@ -66,17 +67,6 @@ class BackgroundConfig:
     mixed_infected: float
 
 
-def iou_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (x, y, w, h) box with each row of an (n, 4) array of such boxes."""
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
-    y1 = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
-    return inter / np.maximum(union, 1)
-
-
 def plan_background(rng: np.random.Generator, pools: dict[str, list[Cut]], kind: str,
                     cfg: BackgroundConfig, shape: tuple[int, int] | None = None,
                     ) -> list[tuple[Cut, int, int, int, tuple]]:
@@ -102,7 +92,7 @@ def plan_background(rng: np.random.Generator, pools: dict[str, list[Cut]], kind:
         px, py = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
         bx, by, bw, bh = tight_box(mask)
         box = np.array([px + bx, py + by, bw, bh], np.float64)
-        if len(boxes) and iou_many(box, boxes).max() >= cfg.max_iou:
+        if len(boxes) and box_iou(box, boxes).max() >= cfg.max_iou:
             continue
         placed.append((cut, t, px, py, tuple(int(v) for v in box)))
         boxes = np.vstack([boxes, box])

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bloodcell.common.atomic import atomic_dir
+from bloodcell.common.boxes import intersects
 from bloodcell.common.classes import (
     CLASS_INDEX,
     LABEL_INDEX,
@@ -102,9 +103,7 @@ def augment(rng: np.random.Generator, cut: Cut) -> tuple[np.ndarray, np.ndarray]
 
 def overlaps(box: tuple[int, int, int, int], others: list[Placed]) -> bool:
     """True if box (x, y, w, h) intersects any placed object's box."""
-    x, y, w, h = box
-    return any(x < ox + ow and ox < x + w and y < oy + oh and oy < y + h
-               for ox, oy, ow, oh in (p.box for p in others))
+    return any(intersects(box, p.box) for p in others)
 
 
 def partial_position(rng: np.random.Generator, mask: np.ndarray,

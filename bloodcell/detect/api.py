@@ -113,7 +113,7 @@ class Detector:
     def detect_array(self, rgb: np.ndarray, rbc_diameter=None, scale=None,
                      **shape) -> pd.DataFrame:
         """Cells of an in-memory (H, W, 3) uint8 RGB image."""
-        from bloodcell.detect.smear_reader import rescale
+        from bloodcell.detect.smear_reader import resize_smear
 
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.dtype} "
@@ -121,7 +121,7 @@ class Detector:
         if rbc_diameter == "auto":
             rbc_diameter = self.estimate_rbc_diameter("image", rgb[:, :, ::-1])
         factor = self.scale_for(rbc_diameter, scale)
-        view = np.ascontiguousarray(rescale(rgb, factor))
+        view = np.ascontiguousarray(resize_smear(rgb, factor))
         return self.cells(view, factor, rgb.shape[1], rgb.shape[0], **shape)
 
     def detect_smear(self, smear, rbc_diameter=None, scale=None, window=4096,

@@ -170,7 +170,7 @@ def open_smear(path: Path) -> SmearImage:
     return SmearImage(path, pixels, layout)
 
 
-def rescale(image: np.ndarray, scale: float) -> np.ndarray:
+def resize_smear(image: np.ndarray, scale: float) -> np.ndarray:
     """Resize an image by ``scale`` (output side = round(side * scale), at least 1 px).
 
     Area averaging when shrinking, bilinear interpolation when enlarging. ``image`` itself is
@@ -265,7 +265,7 @@ class SmearImage:
         (uint8 (h, w, 3) BGR array, factor). ``factor`` is overview px per input px (1.0, the
         full image, when it is small enough already); sides are round(side * factor), so
         multiply input coordinates by factor to draw on it. Built band by band (memory holds
-        the result and one band); equal to rescale(read_smear(path), factor) within
+        the result and one band); equal to resize_smear(read_smear(path), factor) within
         ScaledSmear's tolerance."""
         if max_side < 1:
             raise ValueError(f"max_side must be >= 1 px, got {max_side}")

@@ -7,7 +7,7 @@ decodes and caches a band of full-width rows at a time. Its pixels match OpenCV'
 resize (area averaging when shrinking, bilinear when enlarging) because rows are combined with
 OpenCV's own 1-D weights (``_resize_weights``: ``_linear_weights``, ``_area_taps``).
 ``scaled_size`` and ``interpolation`` are the size and method of any such resize (smear_reader's
-``rescale`` uses them too). Coordinates are pixels, top-left origin, ranges half-open; sizes
+``resize_smear`` uses them too). Coordinates are pixels, top-left origin, ranges half-open; sizes
 are (width, height) and shapes (rows, columns, 3).
 """
 
@@ -62,7 +62,7 @@ class ScaledSmear:
     left to right decodes the file once, and memory holds one band.
 
     Pixels: when the size does not change (scale 1) exactly those of read_smear(path) in RGB.
-    Otherwise those of ``rescale(read_smear(path), scale)`` (area averaging when shrinking,
+    Otherwise those of ``resize_smear(read_smear(path), scale)`` (area averaging when shrinking,
     bilinear when enlarging) within rounding, everywhere including band edges: rows are
     combined with OpenCV's own weights for the whole image's height and then resized along
     the row with cv2.resize, in float32. Tolerance (tested at scales 0.5, 0.37 and 1.7, with

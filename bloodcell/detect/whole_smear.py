@@ -1,6 +1,9 @@
 """Whole-slide detection: tiles, one batched compiled call, stitching, a second pass, a merge.
 
-Coordinates are slide pixels, top-left origin; boxes are (x, y, w, h). Images are RGB uint8.
+Coordinates are pixels of the image passed in (already at the detector's 40x scale; callers
+map boxes back to their input's pixels), top-left origin; boxes are (x, y, w, h). Images are
+uint8 (H, W, 3) in **RGB** order, as the model takes them: the readers give BGR (OpenCV's
+order) and the callers (detect, evaluate-images, evaluate-slides, the Detector API) flip it.
 
 1. Tiling: 224x224 tiles at ``stride`` px along each axis (224 - ``overlap`` px when an overlap
    is given) plus one tile flush with the far edge when the size is not a multiple; an image
@@ -63,18 +66,22 @@ test split's at 0.3 s per 1000x1000 px on 2 cores."""
 
 @dataclass(frozen=True)
 class SlideConfig:
-    """Whole-slide settings. ``stride``: tile step in px (224: tiles only touch). ``overlap``:
-    px shared by neighbouring tiles, 0..223, or None; given, the stride becomes 224 - overlap (a
-    ``stride`` other than the default must then agree). ``merge_iou``: threshold of the final
-    merge, whose rule ``merge_metric`` names (MERGE_METRICS). ``adjacency_px``: how close to a
-    seam two parts of one cut cell lie. ``batch``: tiles per compiled call."""
+    """Whole-slide settings, lengths in pixels of the image the detector sees (the 40x scale).
+    ``stride``: tile step, px (224: tiles only touch). ``overlap``: px shared by neighbouring
+    tiles, 0..223, or None; given, the stride becomes 224 - overlap (a ``stride`` other than the
+    default must then agree). ``merge_iou``: threshold (0..1) of the final merge, whose rule
+    ``merge_metric`` names (MERGE_METRICS). ``adjacency_px``: px from a seam within which two
+    parts of one cut cell lie. ``second_pass``: re-centre a window on partial WBCs and on
+    platelets cut by a seam. ``batch``: tiles per compiled call. The merge and adjacency
+    defaults are the params schema's (slide_detection.*); the default tiling here is touching
+    tiles, while the commands and the Detector API default to slide_detection.overlap."""
 
     stride: int = TILE
-    merge_iou: float = 0.3
-    adjacency_px: int = 6
+    merge_iou: float = param_default("slide_detection.merge_iou")
+    adjacency_px: int = param_default("slide_detection.adjacency_px")
     second_pass: bool = True
     batch: int = 32
-    merge_metric: str = "iou"
+    merge_metric: str = param_default("slide_detection.merge_metric")
     overlap: int | None = None
 
     def __post_init__(self) -> None:

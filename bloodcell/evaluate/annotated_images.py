@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bloodcell.common.boxes import box_iou
 from bloodcell.common.classes import CLASS_NAMES
 from bloodcell.common.errors import UserError
 from bloodcell.evaluate import metrics
@@ -89,7 +90,7 @@ def nms_by_class(det: pd.DataFrame, iou: float) -> pd.DataFrame:
     keep: list = []
     for _, part in det.groupby("class_idx", sort=True):
         part = part.sort_values("score", ascending=False, kind="mergesort")
-        overlap = metrics.box_iou(part[["x", "y", "w", "h"]].to_numpy(float),
+        overlap = box_iou(part[["x", "y", "w", "h"]].to_numpy(float),
                                   part[["x", "y", "w", "h"]].to_numpy(float))
         alive = np.ones(len(part), bool)
         for i in range(len(part)):
@@ -105,7 +106,7 @@ def drop_on_ignored(det: pd.DataFrame, ignored: pd.DataFrame,
     """One image's detections without those whose IoU with an ignored GT box is >= ``iou``."""
     if det.empty or ignored.empty:
         return det
-    overlap = metrics.box_iou(det[["x", "y", "w", "h"]].to_numpy(float),
+    overlap = box_iou(det[["x", "y", "w", "h"]].to_numpy(float),
                               ignored[["x", "y", "w", "h"]].to_numpy(float))
     return det[~(overlap >= iou).any(axis=1)]
 
@@ -288,10 +289,10 @@ def detect_image(detect: Callable, bgr: np.ndarray, scale: float, cfg) -> pd.Dat
     """Model-class detections (class_idx 0..9, score, x, y, w, h) on a BGR uint8 image, in
     its own pixels: the image is resized by ``scale`` and detected as ``bloodcell detect``
     does, boxes are divided by ``scale`` and clipped to the image."""
-    from bloodcell.detect.smear_reader import rescale
+    from bloodcell.detect.smear_reader import resize_smear
     from bloodcell.detect.whole_smear import clip_to_image, detect_slide
 
-    rgb = np.ascontiguousarray(rescale(bgr, scale)[:, :, ::-1])
+    rgb = np.ascontiguousarray(resize_smear(bgr, scale)[:, :, ::-1])
     dets = detect_slide(detect, rgb, cfg)
     dets = dets.assign(**{c: dets[c] / scale for c in ("x", "y", "w", "h")})
     return clip_to_image(dets, bgr.shape[1], bgr.shape[0]).reset_index(drop=True)

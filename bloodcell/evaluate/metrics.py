@@ -30,6 +30,7 @@ import pandas as pd
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from bloodcell.common.boxes import box_iou
 from bloodcell.common.classes import CLASS_NAMES, UNTYPED_WBC_INDEX, WBC_CLASSES, coco_categories
 from bloodcell.common.classes import HEALTHY_IDX as HEALTHY
 from bloodcell.common.classes import INFECTED_IDX as INFECTED
@@ -68,24 +69,6 @@ def _image_list(image_ids: Sequence[str], *frames: pd.DataFrame) -> list[str]:
         if unknown:
             raise ValueError(f"boxes refer to images not in image_ids, e.g. {unknown[0]!r}")
     return ids
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes ``a`` (n, 4) and ``b`` (m, 4), both x, y, w, h in pixels (top-left).
-
-    Continuous coordinates (no ``+1``, unlike the original's ``findIOU``): identical boxes give
-    1.0 and boxes that only touch give 0.0. Returns an (n, m) float array; 0 where the union is 0.
-    """
-    a = np.asarray(a, float).reshape(-1, 4)
-    b = np.asarray(b, float).reshape(-1, 4)
-    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return np.minimum(iou, 1.0)  # (y + h) - y may exceed h by a rounding step
 
 
 def _xywh(df: pd.DataFrame) -> np.ndarray:
