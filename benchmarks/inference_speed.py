@@ -90,7 +90,7 @@ def main() -> None:
     a = p.parse_args()
     import tensorflow as tf
 
-    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
     from bloodcell.model import network as model
     from bloodcell.model.decode import DecodeConfig
     from bloodcell.model.inference import load_detector, tile_detector

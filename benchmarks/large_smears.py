@@ -115,7 +115,7 @@ def stand_in(tiles: np.ndarray) -> tuple[np.ndarray, ...]:
 def model_detector(path: Path):
     """The compiled tile detector of a trained model, as ``bloodcell detect`` builds it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
     from bloodcell.common.tf_threads import set_tf_threads
     from bloodcell.model.decode import DecodeConfig
     from bloodcell.model.inference import load_detector, tile_detector

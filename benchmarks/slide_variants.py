@@ -75,7 +75,7 @@ def main() -> None:
     import numpy as np
     import yaml
 
-    from bloodcell.common.option_types import ORIGINAL_ANCHORS, parse_anchors
+    from bloodcell.common.hyperparams import ORIGINAL_ANCHORS, parse_anchors
     from bloodcell.common.tf_threads import set_tf_threads
     from bloodcell.evaluate.whole_slides import load_slides
     from bloodcell.model.card import model_anchors

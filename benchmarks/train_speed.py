@@ -44,7 +44,7 @@ def rate(step, batches, repeats: int) -> float:
 def measure(kind: str, files: list[str], batch: int, steps: int) -> dict[str, float]:
     import keras
 
-    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
     from bloodcell.model import network as model
     from bloodcell.train import input_pipeline as data
     from bloodcell.train import loop as train

@@ -49,7 +49,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bloodcell.provenance.lineage",
     "bloodcell.train.commands",
     "bloodcell.evaluate.commands",
-    "bloodcell.detect.command",
+    "bloodcell.detect.commands",
     "bloodcell.evaluate.annotated_images",
     "bloodcell.common.params",
 )

@@ -15,7 +15,7 @@ import pytest
 from test_whole_smear import fake_detect, scene
 
 from bloodcell.detect.api import Detector
-from bloodcell.detect.command import detect_images
+from bloodcell.detect.commands import detect_images
 from bloodcell.detect.folder_run import STATE, output_names
 from bloodcell.detect.whole_smear import SlideConfig
 

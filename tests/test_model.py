@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bloodcell.common.option_types import (
+from bloodcell.common.hyperparams import (
     ORIGINAL_ANCHORS,
     learning_rate,
     parse_anchors,

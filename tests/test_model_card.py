@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bloodcell.common.errors import UserError
-from bloodcell.common.option_types import ORIGINAL_ANCHORS
+from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
 from bloodcell.model import card as model_card
 
 ANCHORS = ((2.5, 2.5), (5.0, 3.0))

@@ -167,7 +167,7 @@ def test_detect_refuses_a_bad_rbc_diameter_in_one_line(value, tmp_path, capsys) 
 
 def test_detect_auto_scale_logs_the_estimate_and_refuses_a_blank_image(tmp_path, caplog):
     from bloodcell.detect.api import Detector
-    from bloodcell.detect.command import smear_scale
+    from bloodcell.detect.commands import smear_scale
     from bloodcell.detect.smear_reader import open_smear
     from bloodcell.detect.whole_smear import SlideConfig
 

@@ -121,7 +121,7 @@ def test_real_tiles_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, c
 def test_mixed_epochs_hold_the_asked_share_of_real_tiles(tmp_path, capsys):
     import tensorflow as tf
 
-    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
     from bloodcell.train import input_pipeline as data
     from conftest import run_cli
 

@@ -515,7 +515,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_epoch(shards):
 def test_the_resume_key_changes_with_the_code_that_shapes_the_state(tmp_path, monkeypatch):
     names = sorted(p.name for p in checkpoint.CODE_FILES)
     assert {"checkpoints.py", "input_pipeline.py", "loop.py", "loss.py", "network.py",
-            "option_types.py", "targets.py", "records.py"} <= set(names)
+            "hyperparams.py", "targets.py", "tfrecords.py"} <= set(names)
     assert len(set(names)) == len(names)  # the copies below keep their names
     assert all(p.is_file() for p in checkpoint.CODE_FILES)
     copies = []

@@ -24,7 +24,7 @@ def add_decode(p: argparse.ArgumentParser) -> None:
 
 
 def parse_anchors_arg(text: str):
-    from bloodcell.common.option_types import parse_anchors
+    from bloodcell.common.hyperparams import parse_anchors
 
     return parse_anchors(text)
 
@@ -32,7 +32,7 @@ def parse_anchors_arg(text: str):
 def model_anchors(a: argparse.Namespace):
     """The anchors to decode ``a.model`` with: its card's (an ``--anchors`` that differs is a
     UserError); for a model without a card, ``--anchors`` or the original's."""
-    from bloodcell.common.option_types import ORIGINAL_ANCHORS
+    from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
     from bloodcell.model.card import model_anchors as resolve
 
     return resolve(a.model, a.anchors, ORIGINAL_ANCHORS)

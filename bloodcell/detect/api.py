@@ -70,7 +70,7 @@ class Detector:
         (its card); ``slide``: a bloodcell.detect.whole_smear.SlideConfig (default: tiles
         overlapping by
         DEFAULT_OVERLAP_PX, second pass on). UserError for a missing or foreign file."""
-        from bloodcell.common.option_types import ORIGINAL_ANCHORS
+        from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
         from bloodcell.common.tf_threads import set_tf_threads
         from bloodcell.common.tile import MODEL_RBC_PX
         from bloodcell.detect.whole_smear import DEFAULT_OVERLAP_PX, SlideConfig

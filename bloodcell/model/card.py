@@ -45,7 +45,7 @@ def file_sha256(path: Path) -> str:
 
 def shard_lineage(folder: Path) -> dict:
     """One training input folder: its name, TFRecord count and objects table's sha256."""
-    from bloodcell.dataset.records import count_records, record_files
+    from bloodcell.dataset.tfrecords import count_records, record_files
     table = folder / "objects.parquet"
     return {"folder": folder.as_posix(),
             "records": count_records(record_files([folder])),

@@ -16,7 +16,7 @@ import pandas as pd
 import tensorflow as tf
 
 from bloodcell.common.errors import UserError
-from bloodcell.dataset.records import examples
+from bloodcell.dataset.tfrecords import examples
 from bloodcell.model.decode import DecodeConfig, detect_batch, empty_detections, to_frame
 from bloodcell.model.network import GRID, N_ANCHORS, VECTOR, fold_batchnorm
 
@@ -58,7 +58,7 @@ def tile_detector(model: keras.Model, anchors: tuple[tuple[float, float], ...],
 
 
 def ground_truth(batch: dict[str, tf.Tensor]) -> pd.DataFrame:
-    """Ground-truth table of a ragged batch from bloodcell.dataset.records.examples."""
+    """Ground-truth table of a ragged batch from bloodcell.dataset.tfrecords.examples."""
     rows = []
     for iid, boxes, classes in zip(batch["id"].numpy(), batch["boxes"], batch["classes"]):
         b = boxes.numpy().reshape(-1, 4).astype(np.float64)

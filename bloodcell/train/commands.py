@@ -14,7 +14,7 @@ from bloodcell.common.tf_threads import set_tf_threads
 def add_common(p: argparse.ArgumentParser, kind: str) -> None:
     """Options both training stages take; ``kind``: train_classifier or train_detector (the
     params group their defaults come from)."""
-    from bloodcell.common.option_types import parse_schedule
+    from bloodcell.common.hyperparams import parse_schedule
 
     p.add_argument("--shards", type=Path, required=True,
                    help="folder of the synth shards (data/synth); uses <root>/train-* for "
@@ -35,7 +35,7 @@ def add_common(p: argparse.ArgumentParser, kind: str) -> None:
 
 def add_parser(sub) -> None:
     """``bloodcell train-classifier`` and ``bloodcell train-detector``."""
-    from bloodcell.common.option_types import parse_anchors
+    from bloodcell.common.hyperparams import parse_anchors
 
     p = sub.add_parser("train-classifier", help="train ModifiedYolo as a 10-class classifier",
                        description="Train the trunk + a 10-way sigmoid head on the multi-hot "

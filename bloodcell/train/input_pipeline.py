@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from bloodcell.dataset.records import parse
+from bloodcell.dataset.tfrecords import parse
 from bloodcell.train.targets import detector_targets, multi_hot
 
 SHUFFLE_BUFFER = 20000

@@ -34,9 +34,9 @@ from tqdm import tqdm
 
 from bloodcell.common.atomic import atomic_file
 from bloodcell.common.errors import UserError
-from bloodcell.common.option_types import learning_rate
+from bloodcell.common.hyperparams import learning_rate
 from bloodcell.common.tile import TILE_PX
-from bloodcell.dataset.records import count_records, record_files
+from bloodcell.dataset.tfrecords import count_records, record_files
 from bloodcell.evaluate.metrics import coco_metrics
 from bloodcell.model import card as model_card
 from bloodcell.model import network as models

@@ -1,7 +1,7 @@
-"""Parsers of training options that the command line needs before TensorFlow is imported:
-anchors and learning-rate schedules (pure Python; bloodcell.train.targets and bloodcell.train.loop
-use
-them)."""
+"""The model's hyperparameters given as text: anchor sizes (grid units) and learning-rate
+schedules by epoch, parsed and looked up in pure Python, so the command line can check them
+before TensorFlow is imported (bloodcell.train.targets, bloodcell.train.loop and the model card
+use them)."""
 
 from __future__ import annotations
 
