@@ -13,6 +13,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from bloodcell.common.errors import UserError
+from bloodcell.common.tile import TILE_PX
 from bloodcell.dataset.shards import TFRECORD_NAME
 
 FEATURES = {
@@ -37,7 +38,7 @@ def parse(serialised: tf.Tensor) -> dict[str, tf.Tensor]:
     image = tf.io.decode_png(f["image/encoded"], channels=3)
     return {
         "id": f["image/id"],
-        "image": tf.ensure_shape(image, (224, 224, 3)),
+        "image": tf.ensure_shape(image, (TILE_PX, TILE_PX, 3)),
         "boxes": tf.stack([xmin, ymin, xmax - xmin, ymax - ymin], axis=1),
         "classes": tf.sparse.to_dense(f["image/object/class/label"]),
     }

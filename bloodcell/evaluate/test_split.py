@@ -23,6 +23,7 @@ import pandas as pd
 from bloodcell.common.atomic import atomic_file
 from bloodcell.common.classes import CLASS_NAMES, UNTYPED_WBC, display_name, label_name
 from bloodcell.common.errors import UserError
+from bloodcell.common.tile import TILE_PX
 from bloodcell.evaluate import metrics, plots
 from bloodcell.model.decode import DecodeConfig
 from bloodcell.model.inference import load_detector, predict_shards
@@ -132,7 +133,7 @@ def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg
     low = replace(cfg.decode, score_threshold=min(cfg.map_score_threshold,
                                                   cfg.decode.score_threshold))
     gt, det, ids = predict_shards(model, files, cfg.anchors, low)
-    result, curves = score(gt, det, ids, {i: (224, 224) for i in ids}, cfg)
+    result, curves = score(gt, det, ids, {i: (TILE_PX, TILE_PX) for i in ids}, cfg)
     confusion = box_confusion(gt, det[det["score"] > cfg.decode.score_threshold], ids)
     write_json(result, metrics_json)
     write_csv(curves, plots_dir / "pr_curves.csv")
