@@ -687,7 +687,7 @@ def params_doc(draw_):
 def test_params_validate_on_fuzzed_documents_raises_only_user_errors(doc):
     from bloodcell.common.params import validate
 
-    only_user_errors(lambda: validate(doc, Path("fuzz.yaml"), PROJECT))
+    only_user_errors(lambda: validate(doc, Path("fuzz.yaml")))
 
 
 @FUZZ
