@@ -1,8 +1,10 @@
 """The `bloodcell` command line: one subcommand per pipeline stage, plus params tools.
 
-This module only registers the subcommands of COMMAND_MODULES and runs the chosen one. A
-Snakemake rule and the DVC stage of the same name call the same subcommand with the same
-arguments. User errors print one line and exit with code 2.
+This module registers the subcommands of COMMAND_MODULES and runs the chosen one: it sets up
+logging, silences OpenCV's own messages and maps a UserError or a full disk to one line with
+exit code 2. The commands themselves live in their stage families' modules. A Snakemake rule
+and the DVC stage of the same name call the same subcommand with the same arguments. User
+errors print one line and exit with code 2.
 """
 
 from __future__ import annotations
@@ -121,6 +123,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

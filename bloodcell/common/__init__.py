@@ -1,2 +1,2 @@
-"""Pieces every stage shares: classes, box geometry, tile size, errors, atomic outputs, seeds,
-writers."""
+"""Pieces every stage shares: classes, tile size, box geometry, errors, atomic outputs,
+seeds, image files, params defaults, shared command-line options."""

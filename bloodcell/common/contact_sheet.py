@@ -68,5 +68,4 @@ def contact_sheet(tiles: list[tuple[np.ndarray, str]], cols: int, tile_px: int) 
 
 
 SHEET_LEVEL = 9
-"""zlib level of contact sheets written with bloodcell.common.image_files.write_png: small
-figures."""
+"""zlib level of contact sheets (bloodcell.common.image_files.write_png): small figures."""

@@ -1,7 +1,6 @@
 """The model's hyperparameters given as text: anchor sizes (grid units) and learning-rate
-schedules by epoch, parsed and looked up in pure Python, so the command line can check them
-before TensorFlow is imported (bloodcell.train.targets, bloodcell.train.loop and the model card
-use them)."""
+schedules by epoch, parsed and looked up in pure Python, so the command line checks them before
+TensorFlow is imported (the targets, the training loop and the model card use them)."""
 
 from __future__ import annotations
 

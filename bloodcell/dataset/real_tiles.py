@@ -13,10 +13,9 @@ edge keeps its label while at least ``min_visible`` of its box area lies inside;
 with less (but at least MIN_PARTIAL) becomes a partialWBC, as in the synth stage.
 
 Output: one shard in the synth format (bloodcell.dataset.shards): OUT/images.tfrecord (PNG, image
-ids
-``real-0-NNNNNN``) and OUT/objects.parquet (OBJECT_SCHEMA plus the lineage of every object:
-raw image path and sha256, and the object's box in the raw image's pixels), and a contact
-sheet. Same inputs and params give the same bytes.
+ids ``real-0-NNNNNN``) and OUT/objects.parquet (OBJECT_SCHEMA plus the lineage of every object: raw
+image path and sha256, and the object's box in the raw image's pixels), and a contact sheet. Same
+inputs and params give the same bytes.
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
-"""Detection on whole smears of any size: reading, tiling + merge + second pass, outputs, the
-Python API."""
+"""Detection on whole smears of any size: reading, tiling + merge + second pass,
+outputs, outlines, the Python Detector API."""

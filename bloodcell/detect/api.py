@@ -66,9 +66,8 @@ class Detector:
     @classmethod
     def load(cls, path: str | Path, score_threshold: float = 0.2, nms_iou: float = 0.45,
              anchors=None, slide=None) -> Detector:
-        """Load a trained detector ``.keras`` file. ``anchors``: None takes the model's own
-        (its card); ``slide``: a bloodcell.detect.whole_smear.SlideConfig (default: tiles
-        overlapping by
+        """Load a trained detector ``.keras`` file. ``anchors``: None takes the model's own (its
+        card); ``slide``: a bloodcell.detect.whole_smear.SlideConfig (default: tiles overlapping by
         DEFAULT_OVERLAP_PX, second pass on). UserError for a missing or foreign file."""
         from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
         from bloodcell.common.tf_threads import set_tf_threads

@@ -331,15 +331,13 @@ def write_geojson(detections: pd.DataFrame, path: str | Path) -> None:
     """Write one image's detections as a GeoJSON FeatureCollection that QuPath imports.
 
     Drag the file onto the image in QuPath (0.4 or later; File > Import objects) to get one
-    detection object per cell, classified with the class's display name (``Healthy RBC``,
-    ``Infected RBC``, ``Neutrophil``...; bloodcell.common.classes.DISPLAY_NAMES) in its class
-    colour,
-    with the score as a measurement. Its geometry is the cell's outline and its measurements
-    include the outline's (area, perimeter, mean OD) where the detections carry SHAPE_COLUMNS
+    detection object per cell, classified with the class's display name (``Healthy RBC``, ``Infected
+    RBC``, ``Neutrophil``...; bloodcell.common.classes.DISPLAY_NAMES) in its class colour, with the
+    score as a measurement. Its geometry is the cell's outline and its measurements include the
+    outline's (area, perimeter, mean OD) where the detections carry SHAPE_COLUMNS
     (bloodcell.detect.outlines), else the box's rectangle. Coordinates are pixels of the input
-    image,
-    origin top-left, y down (QuPath's convention). Properties carry both ``objectType`` (QuPath
-    >= 0.4) and ``object_type`` (older). Raises ValueError if the detections belong to more
+    image, origin top-left, y down (QuPath's convention). Properties carry both ``objectType``
+    (QuPath >= 0.4) and ``object_type`` (older). Raises ValueError if the detections belong to more
     than one image.
     """
     det = checked_detections(detections, keep=SHAPE_COLUMNS)

@@ -31,8 +31,7 @@ RESAVE = "re-save it as an 8- or 16-bit RGB PNG or TIFF"
 @dataclass
 class Layout:
     """How an image's decoded samples become 8-bit colour (bloodcell.detect.smear_reader's
-    docstring,
-    "Bit depth" and "Channels").
+    docstring, "Bit depth" and "Channels").
 
     ``channels``: 1 gray, 2 gray + alpha, 3 colour, 4 colour + alpha. ``order``: order of the
     stored colour samples, "rgb" or "bgr". ``alpha``: "straight", "premultiplied" or "drop" (an

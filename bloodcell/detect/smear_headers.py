@@ -1,13 +1,11 @@
 """Image sizes read from file headers, before anything is decoded, and the size limits.
 
 Part of reading smear images (overview: :mod:`bloodcell.detect.smear_reader`). ``read_head`` reads
-the
-first bytes of a file, which tell its format (the ``*_MAGIC`` signatures); ``header_size``
-reads (width, height) in pixels from a PNG's IHDR chunk, a JPEG's start-of-frame (SOFn) marker
-or a BMP's DIB header, without decoding; ``check_size`` refuses sides shorter than
-``MIN_SIDE_PX`` and more pixels than a limit (default ``MAX_PIXELS``, bloodcell.common.image_files)
-with a
-one-line UserError naming the file. Sizes are always (width, height), in pixels.
+the first bytes of a file, which tell its format (the ``*_MAGIC`` signatures); ``header_size`` reads
+(width, height) in pixels from a PNG's IHDR chunk, a JPEG's start-of-frame (SOFn) marker or a BMP's
+DIB header, without decoding; ``check_size`` refuses sides shorter than ``MIN_SIDE_PX`` and more
+pixels than a limit (default ``MAX_PIXELS``, bloodcell.common.image_files) with a one-line UserError
+naming the file. Sizes are always (width, height), in pixels.
 """
 
 from __future__ import annotations

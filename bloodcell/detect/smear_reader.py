@@ -51,10 +51,9 @@ This module is the public API and ties the steps together; each step has its own
 
 - :mod:`bloodcell.detect.smear_headers`: format signatures, sizes from headers, the size limits.
 - :mod:`bloodcell.detect.smear_tiff`: pixel sources, TIFF pages read by region or whole images held
-  in
-  memory, decoded samples not yet converted.
-- :mod:`bloodcell.detect.smear_convert`: decoded samples of any depth and channels to uint8 BGR /
-  RGB.
+  in memory, decoded samples not yet converted.
+- :mod:`bloodcell.detect.smear_convert`: decoded samples of any depth and channels to uint8
+  BGR / RGB.
 - :mod:`bloodcell.detect.smear_view`: ScaledSmear, the band-cached resized view, and its weights.
 """
 

@@ -2,14 +2,12 @@
 held in memory.
 
 Part of reading smear images (overview, with the TIFF rules in full:
-:mod:`bloodcell.detect.smear_reader`,
-"Formats"). A source follows the :class:`Pixels` protocol: ``read(y0, y1, x0, x1)`` returns the
-decoded samples of rows y0..y1-1 and columns x0..x1-1 (pixels, top-left origin, half-open) of
-the image's first plane, as a (h, w) or (h, w, c) array of the stored type, not yet converted
-(bloodcell.detect.smear_convert does that). TIFF samples are stored R, G, B (their Layout says
-"rgb");
-an image decoded whole by OpenCV (PNG, JPEG and BMP in smear_reader, TIFFs that tifffile cannot
-decode), held as :class:`ArrayPixels`, is B, G, R.
+:mod:`bloodcell.detect.smear_reader`, "Formats"). A source follows the :class:`Pixels` protocol:
+``read(y0, y1, x0, x1)`` returns the decoded samples of rows y0..y1-1 and columns x0..x1-1 (pixels,
+top-left origin, half-open) of the image's first plane, as a (h, w) or (h, w, c) array of the stored
+type, not yet converted (bloodcell.detect.smear_convert does that). TIFF samples are stored R, G, B
+(their Layout says "rgb"); an image decoded whole by OpenCV (PNG, JPEG and BMP in smear_reader,
+TIFFs that tifffile cannot decode), held as :class:`ArrayPixels`, is B, G, R.
 
 ``open_tiff`` opens a TIFF's first full-resolution plane: uncompressed strips are read row by
 row from the file (``_StripRows``), other strips or tiles through tifffile's Zarr store

@@ -1,18 +1,15 @@
 """``bloodcell evaluate-images``: score the detector on any folder of annotated real smears.
 
 Each image is read as BGR (:func:`bloodcell.detect.smear_reader.read_smear`), resized by its scale
-to the
-model's 40x scale (red cell ~34 px), and detected exactly as ``bloodcell detect`` does
+to the model's 40x scale (red cell ~34 px), and detected exactly as ``bloodcell detect`` does
 (:func:`bloodcell.detect.whole_smear.detect_slide` on RGB: tiles, seam joins, second pass, merge);
-boxes go
-back to the input image's pixels (x, y, w, h, top-left origin) and are clipped to it. Then:
+boxes go back to the input image's pixels (x, y, w, h, top-left origin) and are clipped to it. Then:
 
 1. **Classes.** Decoding scores each box by evaluation class (grouped scoring, see
    :mod:`bloodcell.model.decode`): the summed probability of the model classes the class map
    (:mod:`bloodcell.sources.class_map`) sends to one evaluation class, times objectness; the box
-   keeps
-   the best model class of the best group, which the map then turns into its evaluation
-   class. Model classes mapped to null are not scored.
+   keeps the best model class of the best group, which the map then turns into its evaluation class.
+   Model classes mapped to null are not scored.
 2. **Duplicates.** Two model classes of different kinds (e.g. Thrombocytes and Clumps, both
    "Platelets" for BCCD) may both sit on one cell after mapping; the slide merge only
    suppresses within a kind. So a greedy class-wise NMS runs *after* mapping at the slide's
@@ -275,8 +272,7 @@ def figures_io(a: argparse.Namespace) -> tuple[list, list]:
 def check_figures_dir(path: Path, inputs=(), outputs=()) -> None:
     """Refuse (UserError) a --figures folder that evaluate-images may not replace: see
     bloodcell.common.atomic.check_output (the current folder, an input, one holding an input, a
-    file,
-    a non-empty folder without the evaluate-images marker)."""
+    file, a non-empty folder without the evaluate-images marker)."""
     from bloodcell.common.atomic import check_output
 
     check_output(path, "evaluate-images", inputs, outputs)

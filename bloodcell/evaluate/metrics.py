@@ -4,11 +4,9 @@ Data contract (pandas DataFrames, one row per box):
 
 - ground truth ``gt``: ``image_id`` (str), ``class_idx`` (int 0..9, see
   :data:`bloodcell.common.classes.CLASS_NAMES`, or -1 for a white cell of unknown type, which is
-  never
-  counted as a wrong class: COCOeval ignores any WBC-type detection on it, exact match does not
-  compare WBC types on its image, and counts leave it out), ``x``, ``y``, ``w``, ``h`` (float,
-  **pixels**;
-  ``x``, ``y`` is the box's **top-left** corner; continuous coordinates, so a box covers
+  never counted as a wrong class: COCOeval ignores any WBC-type detection on it, exact match does
+  not compare WBC types on its image, and counts leave it out), ``x``, ``y``, ``w``, ``h`` (float,
+  **pixels**; ``x``, ``y`` is the box's **top-left** corner; continuous coordinates, so a box covers
   ``[x, x + w) x [y, y + h)`` and its area is ``w * h``, with no ``+1``).
 - detections ``det``: the same columns plus ``score`` (float in [0, 1]).
 - ``image_ids``: every image evaluated; an image may have no GT and/or no detections. A box whose

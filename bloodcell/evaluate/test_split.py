@@ -1,11 +1,9 @@
 """The ``evaluate`` stage: the detector on the test split's synthetic images.
 
 Reference metrics come from pycocotools (bloodcell.evaluate.metrics.coco_metrics): mAP@0.5
-(headline),
-mAP@[.5:.95], mAP@0.3 and per-class AP@0.5. Beside them, labelled as such, the original
-project's lenient mAP@0.3 for comparison with its published 97.6 %. Also: classification
-exact-match accuracy, RBC infected-vs-healthy metrics (cell and image level) and per-class
-count errors.
+(headline), mAP@[.5:.95], mAP@0.3 and per-class AP@0.5. Beside them, labelled as such, the original
+project's lenient mAP@0.3 for comparison with its published 97.6 %. Also: classification exact-match
+accuracy, RBC infected-vs-healthy metrics (cell and image level) and per-class count errors.
 
 Outputs: a metrics JSON (``dvc metrics``), plot data CSVs (``dvc plots``: PR curves, a box
 confusion table) and PNG figures for the report (PR curves, confusion matrix, training curves).

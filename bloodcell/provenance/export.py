@@ -101,9 +101,8 @@ def _check_split(split: str, synth_root: Path) -> list[Path]:
 
 def _check_outdir(outdir: Path, synth_root: Path) -> None:
     """UserError if ``outdir`` may not be replaced (bloodcell.common.atomic's rule: the synth
-    folder,
-    a folder holding it, the current folder or one an export did not make) or lies inside the
-    synth folder (where it could pass for a shard)."""
+    folder, a folder holding it, the current folder or one an export did not make) or lies inside
+    the synth folder (where it could pass for a shard)."""
     check_output(outdir, "export", [synth_root])
     if synth_root.resolve() in outdir.resolve().parents:
         raise UserError(f"{outdir}: lies inside the synth folder {synth_root}; choose an "

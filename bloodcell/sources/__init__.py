@@ -1,2 +1,4 @@
-"""Source databases: layout checks and extractors for LISC, IUMC, MAMIC and Kaggle, and the
-procedural demo stand-ins (demo, demo_cells, demo_sheet)."""
+"""Source databases: one module per on-disk layout (LISC, IUMC, MAMIC, Kaggle, and the public
+stand-ins wbcseg, voc, iml), each with its ``extract-<name>`` command; the extract driver
+(extract), layout checks (layout), annotation readers (annotations), class maps (class_map,
+class_maps/) and the procedural demo databases (demo/)."""

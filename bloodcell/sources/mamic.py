@@ -4,12 +4,11 @@ Layout (ROOT is the folder given to extract-mamic)::
 
     ROOT/images/<name>.<png|bmp|jpg|tif>      smear fields of any size
 
-and the crop list CSV (its own path, a versioned input) with the header
-``image,class,x,y,w,h``: image = file name under ROOT/images, class one of Thrombocytes,
-Clumps, Infected, _ (healthy RBC), and the box's top-left x, y and size w, h in the field's
-pixels. Each cell's mask is a threshold on the crop (bloodcell.dataset.masks.cell_on_light);
-platelet
-clumps join parts up to about 2 * CLUMP_JOIN_PX apart.
+and the crop list CSV (its own path, a versioned input) with the header ``image,class,x,y,w,h``:
+image = file name under ROOT/images, class one of Thrombocytes, Clumps, Infected, _ (healthy RBC),
+and the box's top-left x, y and size w, h in the field's pixels. Each cell's mask is a threshold on
+the crop (bloodcell.dataset.masks.cell_on_light); platelet clumps join parts up to about 2 *
+CLUMP_JOIN_PX apart.
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
-"""Training: targets, loss, the tf.data input pipeline, the loop, checkpoints and the train
-commands."""
+"""Training: targets, loss, the tf.data input pipeline, the loop, checkpoints and the
+train commands."""

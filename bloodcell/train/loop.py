@@ -1,13 +1,12 @@
 """The two training phases: the multi-label classifier, then the detector on its trunk.
 
-Both use Adam and a piecewise-constant learning-rate schedule by epoch (params), keep the best
-model by a validation metric, and save a resumable state after every epoch (see
+Both use Adam and a piecewise-constant learning-rate schedule by epoch (params), keep the best model
+by a validation metric, and save a resumable state after every epoch (see
 bloodcell.train.checkpoints): a killed run restarts from its last finished epoch with the
-optimizer's
-state, and sees the same batches as an uninterrupted run (the shuffle is seeded per epoch).
-A run holds a lock on its state folder (a second run of the same stage is refused), and a
-non-finite loss stops training with a UserError naming the epoch, step and loss terms; the
-last finished epoch's state stays on disk.
+optimizer's state, and sees the same batches as an uninterrupted run (the shuffle is seeded per
+epoch). A run holds a lock on its state folder (a second run of the same stage is refused), and a
+non-finite loss stops training with a UserError naming the epoch, step and loss terms; the last
+finished epoch's state stays on disk.
 
 Outputs: the best model as ``.keras``, a per-epoch history CSV (for ``dvc plots``) and a
 metrics JSON (for ``dvc metrics``).

@@ -20,7 +20,7 @@ Native sizes (pixels across) and the extract scale that brings each to the commo
 * LISC (x0.7): RBC 46-58; WBC Lymphocytes 90-115, Basophil 100-125, Neutrophil 105-135,
   Eosinophil 110-140, Monocytes 125-150. About 10% of class-folder images (n % 10 == 3) have
   their WBC cut by the image border.
-* IUMC (x1.0): WBC 70-105 (per type ``demo_cells.WBC_DIAMETER_40X``), RBC 32-40.
+* IUMC (x1.0): WBC 70-105 (per type ``cells.WBC_DIAMETER_40X``), RBC 32-40.
 * MAMIC (x0.6): RBC 52-68, thrombocytes 25-45, clumps 50-120 long (platelets 18-30 each),
   an occasional unlabelled WBC 117-175.
 * Kaggle (x0.26): one RBC per image, 80-200 across (per patient about 110-165).
