@@ -4,7 +4,7 @@ For each variant: COCO mAP@0.5, WBC type accuracy, mean count error per class, p
 error (percentage points, mean over slides) and seconds per 1000x1000 px of slide (detection
 only: tiling, the compiled model calls, stitching, second pass and merge; the image is read
 before the clock starts). The same measures as the evaluate_slides stage
-(bloodcell/evaluate/whole_slides.py), on the slides of a pipeline run.
+(bloodcell/evaluate/on_slides.py), on the slides of a pipeline run.
 
     python benchmarks/slide_variants.py --run DIR [--variants NAME ...]
 
@@ -50,7 +50,7 @@ def measure(detect, slides: list, gt, cfg) -> dict:
     import pandas as pd
 
     from bloodcell.detect.whole_smear import detect_slide
-    from bloodcell.evaluate.whole_slides import variant_metrics
+    from bloodcell.evaluate.on_slides import variant_metrics
 
     found, seconds, megapixels = [], 0.0, 0.0
     for iid, rgb in slides:
@@ -77,7 +77,7 @@ def main() -> None:
 
     from bloodcell.common.hyperparams import ORIGINAL_ANCHORS, parse_anchors
     from bloodcell.common.tf_threads import set_tf_threads
-    from bloodcell.evaluate.whole_slides import load_slides
+    from bloodcell.evaluate.on_slides import load_slides
     from bloodcell.model.card import model_anchors
     from bloodcell.model.decode import DecodeConfig
     from bloodcell.model.inference import load_detector, tile_detector

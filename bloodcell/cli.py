@@ -52,7 +52,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bloodcell.train.commands",
     "bloodcell.evaluate.commands",
     "bloodcell.detect.commands",
-    "bloodcell.evaluate.annotated_images",
+    "bloodcell.evaluate.on_annotated_images",
     "bloodcell.common.params",
 )
 """The modules that define the subcommands, in --help order. Each has ``add_parser(sub)``,

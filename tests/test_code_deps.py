@@ -66,9 +66,13 @@ LOWER = {
     "dataset": {"common", "sources"},
     "model": {"common", "dataset"},
     "train": {"common", "dataset", "model", "evaluate"},
+    "detect": {"common", "dataset", "model"},
+    "provenance": {"common", "dataset"},
 }
-"""The stage families whose imports must stay below them: model/ is what train, evaluate and
-detect use, so it imports none of them; the data families import no model code."""
+"""What each stage family may import: model/ is what train, evaluate and detect use, so it
+imports none of them; the data families import no model code; detect/ needs no training or
+evaluation code, and provenance/ only reads the data. (evaluate/ may use everything but
+train/ and provenance/: it is not listed, test_evaluate_imports_no_training_code checks it.)"""
 
 LAZY_OPTION_IMPORTS = {"bloodcell.common.detection_options"}
 """common/ modules allowed to reach up, inside functions only: the detection commands' shared
@@ -91,6 +95,13 @@ def test_imports_run_down_the_stage_families(family: str) -> None:
             dep_family = dep.split(".")[1] if dep.count(".") else ""
             if dep_family and dep_family != family and dep_family not in LOWER[family]:
                 wrong.append(f"{module} imports {dep}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_evaluate_imports_no_training_code() -> None:
+    above = ("bloodcell.train", "bloodcell.provenance")
+    wrong = [f"{m} imports {d}" for m in modules() if m.startswith("bloodcell.evaluate.")
+             for d in direct_imports(m) if d.startswith(above)]
     assert not wrong, "\n".join(wrong)
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from bloodcell.common.classes import CLASS_INDEX, CLASS_NAMES
 from bloodcell.common.errors import UserError
-from bloodcell.evaluate import annotated_images as ei
+from bloodcell.evaluate import on_annotated_images as ei
 from bloodcell.sources import class_map as cm
 from conftest import run_cli
 

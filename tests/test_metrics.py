@@ -6,16 +6,15 @@ import pandas as pd
 import pytest
 
 from bloodcell.common.boxes import box_iou
+from bloodcell.common.cell_counts import parasitemia, wbc_differential
 from bloodcell.common.classes import CLASS_NAMES
 from bloodcell.evaluate.metrics import (
     coco_metrics,
     count_errors,
     exact_match_accuracy,
     original_map,
-    parasitemia,
     rbc_metrics,
     voc_ap,
-    wbc_differential,
 )
 
 EOS, BASO, THR, INF, RBC = 0, 1, 6, 8, 9

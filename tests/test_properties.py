@@ -284,7 +284,7 @@ def test_slide_class_nms_keeps_a_subset_without_overlaps_within_a_kind(rows, iou
                           st.floats(1, 300), st.floats(1, 300)), max_size=14),
        st.floats(0.05, 0.95))
 def test_class_wise_nms_after_mapping_keeps_no_overlap_above_the_iou(rows, iou):
-    from bloodcell.evaluate.annotated_images import nms_by_class
+    from bloodcell.evaluate.on_annotated_images import nms_by_class
 
     dets = detections(rows)
     kept = nms_by_class(dets, iou)

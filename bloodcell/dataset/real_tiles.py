@@ -35,6 +35,7 @@ from bloodcell.common.classes import CLASS_INDEX, LABEL_INDEX, UNTYPED_WBC, WBC_
 from bloodcell.common.cli_args import param_option
 from bloodcell.common.errors import UserError
 from bloodcell.common.image_files import ImageProblem, decode_color, encode_png
+from bloodcell.common.param_defaults import param_default
 from bloodcell.common.seeds import rng_for
 from bloodcell.common.tile import TILE_PX as TILE
 from bloodcell.dataset.shards import OBJECT_SCHEMA, ImageRecord, image_id, write_shard
@@ -75,10 +76,12 @@ class TileSet:
 
 @dataclass(frozen=True)
 class TileConfig:
+    """real-tiles' settings; defaults: the schema's real_tiles.*."""
+
     seed: int
-    variants: int = 4
-    stride: int = 160
-    min_visible: float = 0.5
+    variants: int = param_default("real_tiles.variants")
+    stride: int = param_default("real_tiles.stride")
+    min_visible: float = param_default("real_tiles.min_visible")
 
 
 def dihedral(img: np.ndarray, boxes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bloodcell.common.errors import UserError
+from bloodcell.common.param_defaults import param_default
 
 CELL_COLUMNS = ("class_name", "class_idx", "score", "x", "y", "w", "h")
 
@@ -64,7 +65,9 @@ class Detector:
     rbc_diameter_px: float
 
     @classmethod
-    def load(cls, path: str | Path, score_threshold: float = 0.2, nms_iou: float = 0.45,
+    def load(cls, path: str | Path,
+             score_threshold: float = param_default("decode.score_threshold"),
+             nms_iou: float = param_default("decode.nms_iou"),
              anchors=None, slide=None) -> Detector:
         """Load a trained detector ``.keras`` file. ``anchors``: None takes the model's own (its
         card); ``slide``: a bloodcell.detect.whole_smear.SlideConfig (default: tiles overlapping by

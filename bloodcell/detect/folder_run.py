@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bloodcell.common import json_files
 from bloodcell.common.atomic import MARKER, atomic_file, check_output, clean_stale
 from bloodcell.common.classes import DISPLAY_NAMES
 
@@ -75,9 +76,8 @@ def file_sha256(path: Path, block: int = 1 << 22) -> str:
 
 
 def write_json(doc: object, path: Path) -> None:
-    """Sorted, indented JSON, written atomically."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    """Sorted JSON indented by 1, floats as they are, written atomically."""
+    json_files.write_json(doc, path, indent=1, digits=None)
 
 
 def read_json(path: Path) -> dict | None:

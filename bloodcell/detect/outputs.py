@@ -198,7 +198,7 @@ def summary_row(image_id: str, detections: pd.DataFrame) -> dict:
     Only the rows of ``detections`` whose image_id is ``image_id`` are counted, so the frame of
     a whole run may be passed.
     """
-    from bloodcell.evaluate.metrics import parasitemia, wbc_differential
+    from bloodcell.common.cell_counts import parasitemia, wbc_differential
 
     det = checked_detections(detections)
     det = det[det["image_id"] == str(image_id)]

@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
 def main_evaluate(a: argparse.Namespace) -> None:
     from bloodcell.common.atomic import atomic_dir
     from bloodcell.dataset.shards import shard_dirs
-    from bloodcell.evaluate.test_split import EvalConfig, run
+    from bloodcell.evaluate.on_test_split import EvalConfig, run
     from bloodcell.model.decode import DecodeConfig
 
     set_tf_threads()
@@ -69,7 +69,7 @@ def main_evaluate(a: argparse.Namespace) -> None:
 
 def main_evaluate_slides(a: argparse.Namespace) -> None:
     from bloodcell.common.atomic import atomic_dir
-    from bloodcell.evaluate.whole_slides import run
+    from bloodcell.evaluate.on_slides import run
     from bloodcell.model.decode import DecodeConfig
 
     set_tf_threads()

@@ -23,15 +23,17 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from bloodcell.common.param_defaults import param_default
 from bloodcell.common.tile import CELL_PX, GRID, TILE_PX
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Post-processing params: score threshold, NMS IoU, most boxes kept per tile."""
+    """Post-processing params: score threshold, NMS IoU (defaults: the schema's decode.*), most
+    boxes kept per tile."""
 
-    score_threshold: float = 0.2
-    nms_iou: float = 0.45
+    score_threshold: float = param_default("decode.score_threshold")
+    nms_iou: float = param_default("decode.nms_iou")
     max_boxes: int = 300
     groups: tuple[int, ...] | None = None
     """Group of each of the 10 classes (-1: none) for grouped scoring; None: best class."""

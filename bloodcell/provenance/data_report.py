@@ -27,6 +27,7 @@ from bloodcell.common.classes import (
     display_name,
 )
 from bloodcell.common.errors import UserError
+from bloodcell.common.html_table import html_table
 
 SAMPLES_PER_CLASS = 4
 LINEAGE_EXAMPLES = 3
@@ -161,10 +162,9 @@ def run(extract_dirs: list[Path], shard: Path, data: Path, out: Path) -> None:
     from bloodcell.common.contact_sheet import SHEET_LEVEL
     from bloodcell.common.image_files import write_png
     from bloodcell.dataset.samples import PACK_NAME
-    from bloodcell.evaluate import plots
 
     with atomic_dir(out, "data-report", [*extract_dirs, shard, data]) as tmp:
-        plots.html_table("Quality control per source: cells kept and skipped",
+        html_table("Quality control per source: cells kept and skipped",
                          ["source", "class", "samples", "skipped"], qc_rows(extract_dirs),
                          tmp / "qc.html")
         for folder in extract_dirs:

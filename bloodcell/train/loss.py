@@ -28,15 +28,19 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from bloodcell.common.param_defaults import param_default
+
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The YOLOv2 term weights (original: 5.0, 0.5, 2.5) and the class term's form."""
+    """The YOLOv2 term weights (defaults: the schema's train_detector.lambda_*, the original's
+    5.0, 0.5, 2.5) and the class term's form: "mse", the original's and the library default, or
+    "ce" (the pipeline's default preset sets train_detector.class_loss)."""
 
-    coord: float = 5.0
-    noobj: float = 0.5
-    cls: float = 2.5
-    class_loss: str = "mse"  # "mse" (the original) or "ce"
+    coord: float = param_default("train_detector.lambda_coord")
+    noobj: float = param_default("train_detector.lambda_noobj")
+    cls: float = param_default("train_detector.lambda_class")
+    class_loss: str = "mse"
     untyped_wbc: str = "ignore"  # "ignore" or "any_type" (see the module docstring)
 
 

@@ -121,7 +121,7 @@ rule evaluate_real:
     input:
         sets=lambda wildcards: set_inputs(config["evaluate_real"][wildcards.name]),
         model="models/detector.keras",
-        code=code_deps("bloodcell.evaluate.annotated_images"),
+        code=code_deps("bloodcell.evaluate.on_annotated_images"),
     output:
         metrics="metrics/evaluate_real/{name}.json",
         figures=report(

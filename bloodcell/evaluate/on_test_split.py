@@ -11,16 +11,17 @@ confusion table) and PNG figures for the report (PR curves, confusion matrix, tr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bloodcell.common.atomic import atomic_file
 from bloodcell.common.classes import CLASS_NAMES, UNTYPED_WBC, display_name, label_name
 from bloodcell.common.errors import UserError
+from bloodcell.common.html_table import html_table
+from bloodcell.common.json_files import write_json
+from bloodcell.common.param_defaults import param_default
 from bloodcell.common.tile import TILE_PX
 from bloodcell.evaluate import metrics, plots
 from bloodcell.model.decode import DecodeConfig
@@ -38,9 +39,9 @@ class EvalConfig:
 
     anchors: tuple[tuple[float, float], ...]
     decode: DecodeConfig
-    max_dets: int = 1000
-    rbc_iou: float = 0.5
-    map_score_threshold: float = 0.01
+    max_dets: int = param_default("evaluate.max_dets")
+    rbc_iou: float = param_default("evaluate.rbc_iou")
+    map_score_threshold: float = param_default("evaluate.map_score_threshold")
 
 
 def box_confusion(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str],
@@ -80,24 +81,6 @@ def score(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str], sizes: dict, cfg:
         "count_errors": metrics.count_errors(gt, det, ids),
     }
     return result, curves
-
-
-def rounded(value):
-    """Floats rounded to 6 digits throughout a JSON-like structure (stable bytes)."""
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [rounded(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return round(float(value), 6)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def write_json(data: dict, path: Path) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(rounded(data), indent=2, sort_keys=True) + "\n")
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -156,4 +139,4 @@ def summary_table(result: dict, path: Path) -> None:
             ["RBC infected F1 (cell level)", rbc["cell"]["f1"]],
             ["RBC infected F1 (image level)", rbc["image"]["f1"]]]
     rows += [[f"AP@0.5 {display_name(name)}", ap] for name, ap in coco["per_class_ap50"].items()]
-    plots.html_table(f"Test split: {result['images']} images", ["metric", "value"], rows, path)
+    html_table(f"Test split: {result['images']} images", ["metric", "value"], rows, path)

@@ -16,13 +16,15 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from bloodcell.common.cell_counts import parasitemia
 from bloodcell.common.classes import CLASS_NAMES
 from bloodcell.common.errors import UserError
+from bloodcell.common.html_table import html_table
 from bloodcell.common.image_files import write_png
+from bloodcell.common.json_files import rounded, write_json
 from bloodcell.detect.outputs import annotate
 from bloodcell.detect.whole_smear import WBC, SlideConfig, detect_slide
-from bloodcell.evaluate import metrics, plots
-from bloodcell.evaluate.test_split import rounded, write_json
+from bloodcell.evaluate import metrics
 from bloodcell.model.decode import DecodeConfig
 from bloodcell.model.inference import load_detector, tile_detector
 
@@ -70,8 +72,8 @@ def parasitemia_error(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str]) -> fl
     """Mean over slides of |predicted - true parasitemia| in percentage points."""
     errors = []
     for i in ids:
-        true = metrics.parasitemia(counts(gt[gt["image_id"] == i]))
-        pred = metrics.parasitemia(counts(det[det["image_id"] == i]))
+        true = parasitemia(counts(gt[gt["image_id"] == i]))
+        pred = parasitemia(counts(det[det["image_id"] == i]))
         if true is not None:
             errors.append(abs((pred or 0.0) - true))
     return float(np.mean(errors)) if errors else None
@@ -125,7 +127,7 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
     result["slides"] = len(ids)
     write_json(rounded(result), metrics_json)
     keys = ["map50", "wbc_type_accuracy", "parasitemia_abs_error_pp", "detections"]
-    plots.html_table(f"{len(ids)} synthetic slides: second pass or not", ["variant", *keys],
+    html_table(f"{len(ids)} synthetic slides: second pass or not", ["variant", *keys],
                      [[v, *(result[v][k] for k in keys)] for v in found],
                      figures_dir / "metrics.html")
     return result

@@ -42,8 +42,11 @@ import numpy as np
 import pandas as pd
 
 from bloodcell.common.boxes import box_iou
+from bloodcell.common.cell_counts import parasitemia
 from bloodcell.common.classes import CLASS_NAMES
 from bloodcell.common.errors import UserError
+from bloodcell.common.html_table import html_table
+from bloodcell.common.param_defaults import param_default
 from bloodcell.evaluate import metrics
 from bloodcell.sources.class_map import ClassMap, check_dataset_labels, map_detections, map_objects
 
@@ -65,10 +68,10 @@ GT_COLUMNS = ["image_id", "class_idx", "x", "y", "w", "h"]
 class ScoreConfig:
     """Thresholds of the scoring (scores are class probability x objectness, in [0, 1])."""
 
-    score_threshold: float = 0.2
-    map_score_threshold: float = 0.01
-    max_dets: int = 1000
-    merge_iou: float = 0.3
+    score_threshold: float = param_default("decode.score_threshold")
+    map_score_threshold: float = param_default("evaluate.map_score_threshold")
+    max_dets: int = param_default("evaluate.max_dets")
+    merge_iou: float = param_default("slide_detection.merge_iou")
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -216,7 +219,7 @@ def image_record(scale: float, diameter: float | None, gt: pd.DataFrame, op: pd.
     if {"infected", "healthy"} <= set(cmap.classes):
         for key, frame in (("parasitemia_true_pct", gt), ("parasitemia_pred_pct", op)):
             n = frame["class_idx"].value_counts()
-            rec[key] = metrics.parasitemia({"Infected": int(n.get(cmap.index("infected"), 0)),
+            rec[key] = parasitemia({"Infected": int(n.get(cmap.index("infected"), 0)),
                                             "_": int(n.get(cmap.index("healthy"), 0))})
     return rec
 
@@ -247,7 +250,6 @@ def figure_name(image: str) -> str:
 
 def metrics_table(result: dict, path: Path) -> None:
     """Per evaluation class AP@0.5 and count errors, plus the mean, as an HTML table."""
-    from bloodcell.evaluate import plots
     coco, counts = result["coco"], result["counts"]
     rows = [[name, coco["per_class_ap50"][name], c["gt_total"], c["pred_total"],
              c["mae_per_image"], c["mean_signed_error_per_image"]]
@@ -260,7 +262,7 @@ def metrics_table(result: dict, path: Path) -> None:
     ivh = result["infected_vs_healthy"]
     if ivh is not None:
         title += f", infected F1 (cell) {ivh['cell']['f1']:.4f}"
-    plots.html_table(title, ["class", "AP@0.5", "GT", "predicted", "count MAE / image",
+    html_table(title, ["class", "AP@0.5", "GT", "predicted", "count MAE / image",
                              "count mean signed error / image"], rows, path)
 
 
@@ -326,8 +328,8 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from bloodcell.common.json_files import write_json
     from bloodcell.detect.smear_reader import read_smear
-    from bloodcell.evaluate.test_split import write_json
 
     scored, ignored = map_objects(objects, cmap)
     gt_by, ign_by = dict(tuple(scored.groupby("image_id"))), dict(tuple(ignored.groupby(
