@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from bloodcell.common.atomic import atomic_file
@@ -38,6 +37,8 @@ def load_yaml(path: Path) -> object:
 
 def validate(params: object, where: Path) -> dict:
     """Check params against the schema and the rules a schema cannot state; return them."""
+    import jsonschema  # only when a file is checked: the parser of every command stays light
+
     validator = jsonschema.Draft202012Validator(schema())
     # YAML keys need not be strings (false:, 7:): sort the error paths as text
     errors = sorted(validator.iter_errors(params),
