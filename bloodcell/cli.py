@@ -50,6 +50,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bloodcell.provenance.export",
     "bloodcell.provenance.lineage",
     "bloodcell.train.commands",
+    "bloodcell.train.anchor_fit",
     "bloodcell.evaluate.commands",
     "bloodcell.detect.commands",
     "bloodcell.evaluate.on_annotated_images",

@@ -26,13 +26,14 @@ NOT_PARAMS = {
     ("detect", "scale"): "the user's images' own scale (1: already at 40x)",
     ("evaluate-images", "scale"): "the user's images' own scale (1: already at 40x)",
     ("params", "file"): "the file to check, a path",
+    ("fit-anchors", "per_class"): "how many boxes the tool draws per class, not a stage's",
 }
 """Options whose default is not a parameter of params.yaml, with the reason (every other
 option default comes from the schema)."""
 
 DERIVED = {("train-detector", "lambdas"), ("backgrounds", "rbc_count"), ("slides", "rbc_count"),
            ("slides", "extra_sizes"), ("detect", "stride"), ("evaluate-slides", "stride"),
-           ("evaluate-images", "stride")}
+           ("evaluate-images", "stride"), ("fit-anchors", "k")}
 """Defaults built from several schema keys (test_derived_defaults_follow_the_schema)."""
 
 
@@ -89,6 +90,8 @@ def test_derived_defaults_follow_the_schema() -> None:
         opts = {a.dest: a.default for a in cmds[command]._actions}
         assert opts["stride"] == 224 - param_default("slide_detection.overlap")
         assert opts["overlap"] == param_default("slide_detection.overlap")
+    fit = {a.dest: a.default for a in cmds["fit-anchors"]._actions}
+    assert fit["k"] == len(param_default("model.anchors").split(","))
     slides = {a.dest: a.default for a in cmds["slides"]._actions}
     assert slides["rbc_count"] == bg["rbc_count"]
     assert slides["extra_sizes"] == [(1300, 900), (500, 700)]
