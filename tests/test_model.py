@@ -227,3 +227,45 @@ def test_grouped_scoring_sums_a_groups_classes_and_keeps_its_best_class():
     np.testing.assert_allclose(score.numpy(), [0.6, 0.7], rtol=1e-6)
     iml = model_groups(load_class_map("iml"))  # WBC classes are not scored on IML
     assert best_class(probs, iml)[0].numpy().tolist() == [9, 9]
+
+
+def test_fused_batchnorm_trains_like_the_keras_layer():
+    """Same outputs, gradients and moving statistics as keras.layers.BatchNormalization, through
+    the fused kernel in training, and the Keras path at inference; saved and loaded by name."""
+    import keras
+
+    from bloodcell.model.fused_batchnorm import FusedBatchNorm
+
+    x = tf.random.stateless_normal((4, 6, 6, 5), seed=(1, 2)) * 3.0 + 1.0
+    pair = []
+    for layer in (FusedBatchNorm(momentum=0.9, epsilon=1e-3),
+                  keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)):
+        layer.build(x.shape)
+        layer.gamma.assign(tf.linspace(0.5, 1.5, 5))
+        layer.beta.assign(tf.linspace(-1.0, 1.0, 5))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.range(5, dtype=tf.float32))
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        pair.append((y, grads, layer.moving_mean.numpy(), layer.moving_variance.numpy(),
+                     layer(x, training=False)))
+    (y1, g1, m1, v1, i1), (y2, g2, m2, v2, i2) = pair
+    np.testing.assert_allclose(y1, y2, atol=1e-4)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    np.testing.assert_allclose(m1, m2, rtol=1e-5)
+    np.testing.assert_allclose(v1, v2, rtol=1e-4)
+    np.testing.assert_allclose(i1, i2, atol=1e-5)
+    assert not np.allclose(v1, 1.0)  # the moving variance did move
+
+
+def test_a_detector_with_fused_batchnorm_saves_and_loads(tmp_path):
+    import keras
+
+    net = models.detector()
+    assert any(type(layer).__name__ == "FusedBatchNorm" for layer in net.layers)
+    net.save(tmp_path / "d.keras")
+    loaded = keras.models.load_model(tmp_path / "d.keras", compile=False, safe_mode=True)
+    x = tf.random.stateless_uniform((1, 224, 224, 3), seed=(3, 4), maxval=255.0)
+    np.testing.assert_allclose(loaded(x, training=False), net(x, training=False), atol=1e-5)

@@ -27,6 +27,7 @@ from keras import layers
 from bloodcell.common.classes import N_CLASSES
 from bloodcell.common.tile import GRID
 from bloodcell.common.tile import TILE_PX as INPUT_SIZE
+from bloodcell.model.fused_batchnorm import FusedBatchNorm
 
 N_ANCHORS = 6
 VECTOR = N_CLASSES + 5
@@ -46,45 +47,48 @@ TRUNK: tuple[tuple[str, int, int], ...] = (
 """(kind, kernel, filters) of layers 0..18; layer i is named conv<i> or pool<i>."""
 
 
-def conv_block(x, name: str, kernel: int, filters: int, folded: bool = False):
+def conv_block(x, name: str, kernel: int, filters: int, folded: bool = False,
+               fused_bn: bool = True):
     """conv (SAME, stride 1, no bias) -> BatchNorm -> LeakyReLU(0.1). ``folded``: the
     inference form, conv with bias (BatchNorm folded in, see :func:`fold_batchnorm`) ->
-    LeakyReLU."""
+    LeakyReLU. ``fused_bn``: the BatchNorm trains through TensorFlow's fused kernel
+    (:class:`FusedBatchNorm`, the same layer and weights; False: Keras's own)."""
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=folded, name=name,
                       kernel_initializer="glorot_normal")(x)
     if not folded:
-        x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
-                                      name=f"bn_{name}")(x)
+        norm = FusedBatchNorm if fused_bn else layers.BatchNormalization
+        x = norm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"bn_{name}")(x)
     return layers.LeakyReLU(negative_slope=0.1, name=f"act_{name}")(x)
 
 
-def trunk(inputs, folded: bool = False):
+def trunk(inputs, folded: bool = False, fused_bn: bool = True):
     """Layers 0..18 on a (B, 224, 224, 3) 0..255 RGB input -> (B, 14, 14, 128)."""
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
     for i, (kind, kernel, filters) in enumerate(TRUNK):
         if kind == "pool":
             x = layers.MaxPooling2D(2, 2, padding="same", name=f"pool{i}")(x)
         else:
-            x = conv_block(x, f"conv{i}", kernel, filters, folded)
+            x = conv_block(x, f"conv{i}", kernel, filters, folded, fused_bn)
     return x
 
 
-def classifier() -> keras.Model:
+def classifier(fused_bn: bool = True) -> keras.Model:
     """Trunk + linear 1x1 conv to 10 + global average pool: (B, 10) logits (float32)."""
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
-    x = layers.Conv2D(N_CLASSES, 1, name="conv19")(trunk(inputs))
+    x = layers.Conv2D(N_CLASSES, 1, name="conv19")(trunk(inputs, fused_bn=fused_bn))
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     logits = layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="modifiedyolo_classifier")
 
 
-def detector(folded: bool = False) -> keras.Model:
+def detector(folded: bool = False, fused_bn: bool = True) -> keras.Model:
     """Trunk + 3 x (3x3 conv 128) + linear 1x1 conv to 90: (B, 14, 14, 6, 15) raw outputs.
-    ``folded``: the inference form without BatchNorm layers (see :func:`fold_batchnorm`)."""
+    ``folded``: the inference form without BatchNorm layers (see :func:`fold_batchnorm`);
+    ``fused_bn``: as :func:`conv_block`."""
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
-    x = trunk(inputs, folded)
+    x = trunk(inputs, folded, fused_bn)
     for i in (21, 22, 23):
-        x = conv_block(x, f"conv{i}", 3, 128, folded)
+        x = conv_block(x, f"conv{i}", 3, 128, folded, fused_bn)
     x = layers.Conv2D(N_ANCHORS * VECTOR, 1, name="conv24")(x)
     x = layers.Reshape((GRID, GRID, N_ANCHORS, VECTOR), name="anchors")(x)
     out = layers.Activation("linear", dtype="float32", name="raw")(x)
