@@ -7,7 +7,7 @@ milliseconds per step and the share of each op family (forward and backward conv
 BatchNorm, LeakyReLU, max-pool, the optimizer update, the loss and the rest) and the convolutions'
 sustained GFLOP/s.
 
-    python benchmarks/step_profile.py [--batch 50] [--steps 3]
+    python benchmarks/step_profile.py [--batch 50] [--steps 3] [--keras-bn]
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--steps", type=int, default=3, help="steps traced (after one warm-up)")
+    p.add_argument("--keras-bn", action="store_true",
+                   help="Keras 3's own BatchNorm (the path before the fused one)")
     a = p.parse_args()
     import keras
     import tensorflow as tf
@@ -104,7 +106,7 @@ def main() -> None:
 
     tf.config.threading.set_inter_op_parallelism_threads(1)  # as training
     cfg = loop.TrainConfig("detector", 1, a.batch, ((1, 1e-3),), 1, anchors=ORIGINAL_ANCHORS)
-    net = network.detector()
+    net = network.detector(fused_bn=not a.keras_bn)
     step = loop.step_fn(net, keras.optimizers.Adam(1e-3), loop.loss_function(cfg))
     x = tf.random.uniform((a.batch, 224, 224, 3), 0, 255, seed=1)
     y = tf.zeros((a.batch, 14, 14, network.N_ANCHORS, network.VECTOR))
@@ -121,7 +123,8 @@ def main() -> None:
         times = op_times(logdir)
     total = sum(times.values())
     flops = conv_flops(net, a.batch)
-    print(f"{os.cpu_count()} CPUs, batch {a.batch}: {1000 * untraced:.0f} ms per step untraced "
+    print(f"{os.cpu_count()} CPUs, batch {a.batch}, {'Keras' if a.keras_bn else 'fused'} "
+          f"BatchNorm: {1000 * untraced:.0f} ms per step untraced "
           f"({a.batch / untraced:.1f} img/s); traced op time {total / a.steps:.0f} ms per step")
     for fam, ms in sorted(times.items(), key=lambda kv: -kv[1]):
         print(f"  {fam:24s} {ms / a.steps:8.1f} ms  {100 * ms / total:5.1f} %")
