@@ -66,7 +66,8 @@ def test_command_reads_training_boxes_only(tmp_path, capsys):
     write_objects(tmp_path / "synth" / "valid-0", [(200.0, 200.0, "_")] * 50)
     write_objects(tmp_path / "real", [(12.0, 12.0, "Thrombocytes")] * 20)
     assert main(["fit-anchors", "--shards", str(tmp_path / "synth"), "--real-tiles",
-                 str(tmp_path / "real"), "--k", "3", "--per-class", "100"]) == 0
+                 str(tmp_path / "real"), "--compare", "1x1,2x2,5x5", "--per-class",
+                 "100"]) == 0
     out = capsys.readouterr().out
     anchors = np.array(parse_anchors(out.splitlines()[0].split(": ")[1]))
     np.testing.assert_allclose(anchors.mean(1), [0.75, 34 / 16, 5.0], rtol=0.06)

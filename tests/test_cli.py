@@ -33,7 +33,7 @@ option default comes from the schema)."""
 
 DERIVED = {("train-detector", "lambdas"), ("backgrounds", "rbc_count"), ("slides", "rbc_count"),
            ("slides", "extra_sizes"), ("detect", "stride"), ("evaluate-slides", "stride"),
-           ("evaluate-images", "stride"), ("fit-anchors", "k")}
+           ("evaluate-images", "stride")}
 """Defaults built from several schema keys (test_derived_defaults_follow_the_schema)."""
 
 
@@ -90,8 +90,6 @@ def test_derived_defaults_follow_the_schema() -> None:
         opts = {a.dest: a.default for a in cmds[command]._actions}
         assert opts["stride"] == 224 - param_default("slide_detection.overlap")
         assert opts["overlap"] == param_default("slide_detection.overlap")
-    fit = {a.dest: a.default for a in cmds["fit-anchors"]._actions}
-    assert fit["k"] == len(param_default("model.anchors").split(","))
     slides = {a.dest: a.default for a in cmds["slides"]._actions}
     assert slides["rbc_count"] == bg["rbc_count"]
     assert slides["extra_sizes"] == [(1300, 900), (500, 700)]

@@ -1,7 +1,7 @@
 """``bloodcell fit-anchors``: anchor sizes fitted to the training boxes (k-means on IoU).
 
-YOLOv2 chose its anchors by k-means over the training boxes with ``1 - IoU`` as the distance,
-boxes and centres aligned at one point. Here every class gets the same weight (each class's
+YOLOv2 chose its anchors by k-means over the training boxes with ``1 - IoU`` as the distance
+(box and anchor centred on the same point). Here every class gets the same weight (each class's
 boxes are resampled to the same count) so that a small, rare class such as the thrombocytes
 (about 10-13 px at the 40x scale, 1-2 % of the boxes) gets an anchor of its own instead of
 being averaged into the red cells. Sizes are in grid units (16 px), as ``model.anchors`` takes
@@ -98,17 +98,15 @@ def add_parser(sub) -> None:
     """``bloodcell fit-anchors``."""
     from bloodcell.common.cli_args import param_option, typed
     from bloodcell.common.hyperparams import parse_anchors
-    from bloodcell.common.param_defaults import param_default
 
     p = sub.add_parser("fit-anchors", help="fit anchor sizes to the training boxes",
                        description=__doc__.split("\n\n")[1].replace("\n", " ")
-                       + " Prints the model.anchors value and, per class, the mean IoU of its "
-                       "boxes with the nearest anchor, fitted against --compare.")
+                       + " Fits as many anchors as --compare has (the detector head has 6 "
+                       "slots). Prints the model.anchors value and, per class, the mean IoU of "
+                       "its boxes with the nearest anchor, fitted against --compare.")
     p.add_argument("--shards", type=Path, required=True,
                    help="folder of the synth shards (data/synth); reads <root>/train-*")
     p.add_argument("--real-tiles", type=Path, help="a real_tiles shard folder (data/real_tiles)")
-    p.add_argument("--k", type=int, default=len(parse_anchors(param_default("model.anchors"))),
-                   help="number of anchors (default: as many as params.yaml model.anchors has)")
     p.add_argument("--per-class", type=int, default=2000,
                    help="boxes drawn per class, so each class weighs the same")
     param_option(p, "--seed", key="seed", type=int)
@@ -121,7 +119,7 @@ def main(a: argparse.Namespace) -> None:
     """Fit and print the anchors and a per-class table of how well each set fits."""
     wh, names = training_boxes(a.shards, a.real_tiles)
     rng = np.random.default_rng(a.seed)
-    anchors = kmeans_iou(class_balanced(wh, names, a.per_class, rng), a.k, rng)
+    anchors = kmeans_iou(class_balanced(wh, names, a.per_class, rng), len(a.compare), rng)
     fitted = fit_quality(wh, names, anchors)
     before = fit_quality(wh, names, np.array(a.compare, float))
     print(f"model.anchors: {format_anchors(anchors)}")
