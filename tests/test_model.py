@@ -269,3 +269,28 @@ def test_a_detector_with_fused_batchnorm_saves_and_loads(tmp_path):
     loaded = keras.models.load_model(tmp_path / "d.keras", compile=False, safe_mode=True)
     x = tf.random.stateless_uniform((1, 224, 224, 3), seed=(3, 4), maxval=255.0)
     np.testing.assert_allclose(loaded(x, training=False), net(x, training=False), atol=1e-5)
+
+
+@pytest.mark.parametrize("obj_loss", ["mse", "bce"])
+def test_objectness_terms_are_near_zero_when_right(obj_loss):
+    t = targets_for([[40, 70, 30, 34], [100, 100, 12, 12]], [8, 7])[None]
+    w = LossWeights(obj_loss=obj_loss)  # logits of +-12: cross-entropy 6e-6 per anchor
+    assert float(detector_loss(t, perfect_output(t[0])[None], w)) < 1e-2
+
+
+def test_cross_entropy_objectness_still_lifts_an_anchor_whose_score_has_sunk():
+    """At a responsible anchor scored near 0, the squared error's gradient has all but vanished
+    and cross-entropy's has not: the thrombocyte anchor's case."""
+    t = tf.constant(targets_for([[100, 100, 12, 12]], [7])[None])
+    raw = perfect_output(t[0].numpy())[None]
+    raw[..., 14] = np.where(t[..., 14] > 0, -6.0, -12.0)  # the object scored 0.0025
+    raw = tf.constant(raw)
+    grads = {}
+    for form in ("mse", "bce"):
+        with tf.GradientTape() as tape:
+            tape.watch(raw)
+            obj = detector_terms(t, raw, obj_loss=form)["obj"]
+        g = tape.gradient(obj, raw)[..., 14]
+        grads[form] = float(tf.reduce_min(g))  # the push up at the object's anchor
+    assert grads["mse"] > -0.01
+    assert grads["bce"] < -0.99

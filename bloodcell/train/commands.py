@@ -63,6 +63,9 @@ def add_parser(sub) -> None:
                    help="loss term weights; params.yaml train_detector.lambda_*")
     param_option(p, "--class-loss", key="train_detector.class_loss", choices=["mse", "ce"],
                  help="class term: squared error on softmax (the original) or cross-entropy")
+    param_option(p, "--obj-loss", key="train_detector.obj_loss", choices=["mse", "bce"],
+                 help="objectness term: squared error on sigmoid (the original) or binary "
+                 "cross-entropy")
     param_option(p, "--untyped-wbc", key="train_detector.untyped_wbc",
                  choices=["ignore", "any_type"],
                  help="class term of a white cell whose type is not annotated (label -1): "
@@ -95,7 +98,8 @@ def main(a: argparse.Namespace) -> None:
     if kind == "detector":
         cfg = train.TrainConfig(
             kind, a.epochs, a.batch, a.schedule, a.seed, anchors=a.anchors,
-            match_iou=a.match_iou, weights=LossWeights(*a.lambdas, a.class_loss, a.untyped_wbc),
+            match_iou=a.match_iou, weights=LossWeights(*a.lambdas, a.class_loss, a.untyped_wbc,
+                                                         a.obj_loss),
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
             mixed_precision=a.precision == "mixed", real_share=a.real_share)

@@ -112,7 +112,9 @@ def loss_terms(cfg: TrainConfig) -> Callable:
     if cfg.kind == "classifier":
         return lambda y, p: {"cross_entropy": classifier_loss(y, p)}
     return lambda y, p: {k: tf.reduce_mean(v)
-                         for k, v in detector_terms(y, p, cfg.weights.class_loss).items()}
+                         for k, v in detector_terms(y, p, cfg.weights.class_loss,
+                                                    cfg.weights.untyped_wbc,
+                                                    cfg.weights.obj_loss).items()}
 
 
 class NonFiniteLoss(Exception):

@@ -8,7 +8,12 @@ the images of the batch. Otherwise the terms are the original's:
   anchors only);
 - w, h: squared error of the raw tw, th against ln(b / anchor) (no sqrt);
 - conf: squared error of sigmoid(tconf) against 1 at responsible anchors and, weighted by
-  lambda_noobj, against 0 at every other anchor;
+  lambda_noobj, against 0 at every other anchor (``obj_loss="mse"``, the original's), or the
+  binary cross-entropy of tconf against the same targets (``"bce"``). The squared error's
+  gradient, 2 s (1 - s) (s - 1), vanishes once an anchor's score s has sunk near 0: an anchor
+  that is rarely responsible (the small one fitted to the thrombocytes, 1-2 % of the boxes)
+  learns the class of its objects but never scores them. Cross-entropy's gradient, s - 1, does
+  not vanish;
 - class: squared error of softmax(logits) against the one-hot class (responsible anchors),
   the original's form (``class_loss="mse"``), or softmax cross-entropy (``"ce"``), whose
   gradient does not vanish on confidently wrong classes, so classes separate in fewer epochs.
@@ -42,6 +47,7 @@ class LossWeights:
     cls: float = param_default("train_detector.lambda_class")
     class_loss: str = "mse"
     untyped_wbc: str = "ignore"  # "ignore" or "any_type" (see the module docstring)
+    obj_loss: str = "mse"  # "mse" (the original's) or "bce" (see the module docstring)
 
 
 WBC_TYPES = 5
@@ -58,7 +64,7 @@ def any_type_term(logits: tf.Tensor, class_loss: str) -> tf.Tensor:
 
 
 def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse",
-                   untyped_wbc: str = "ignore") -> dict[str, tf.Tensor]:
+                   untyped_wbc: str = "ignore", obj_loss: str = "mse") -> dict[str, tf.Tensor]:
     """Per-image sums (B,) of each term, from (B, 14, 14, A, 15) targets and raw outputs."""
     y_pred = tf.cast(y_pred, tf.float32)
     obj = y_true[..., 14]
@@ -66,7 +72,11 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
     typed = tf.reduce_sum(y_true[..., :10], -1)  # 1 where the object's class is known, else 0
     xy = tf.reduce_sum(tf.square(tf.sigmoid(y_pred[..., 10:12]) - y_true[..., 10:12]), -1)
     wh = tf.reduce_sum(tf.square(y_pred[..., 12:14] - y_true[..., 12:14]), -1)
-    conf = tf.sigmoid(y_pred[..., 14])
+    if obj_loss == "bce":  # -ln s and -ln(1 - s), s = sigmoid(tconf)
+        is_obj, not_obj = tf.nn.softplus(-y_pred[..., 14]), tf.nn.softplus(y_pred[..., 14])
+    else:
+        is_obj = tf.square(tf.sigmoid(y_pred[..., 14]) - 1.0)
+        not_obj = tf.square(tf.sigmoid(y_pred[..., 14]))
     if class_loss == "ce":
         cls = tf.nn.softmax_cross_entropy_with_logits(labels=y_true[..., :10],
                                                       logits=y_pred[..., :10])
@@ -81,15 +91,15 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
 
     return {
         "coord": per_image(obj * (xy + wh)),
-        "obj": per_image(obj * tf.square(conf - 1.0)),
-        "noobj": per_image(noobj * tf.square(conf)),
+        "obj": per_image(obj * is_obj),
+        "noobj": per_image(noobj * not_obj),
         "class": per_image(obj * (typed * cls + (1.0 - typed) * untyped)),
     }
 
 
 def detector_loss(y_true: tf.Tensor, y_pred: tf.Tensor, w: LossWeights) -> tf.Tensor:
     """Scalar: the weighted YOLOv2 loss, summed per image and averaged over the batch."""
-    t = detector_terms(y_true, y_pred, w.class_loss, w.untyped_wbc)
+    t = detector_terms(y_true, y_pred, w.class_loss, w.untyped_wbc, w.obj_loss)
     total = w.coord * t["coord"] + t["obj"] + w.noobj * t["noobj"] + w.cls * t["class"]
     return tf.reduce_mean(total)
 
