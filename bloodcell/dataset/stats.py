@@ -26,15 +26,16 @@ from bloodcell.dataset.samples import read_parquet
 from bloodcell.dataset.shards import OBJECTS_NAME
 
 
-def load_objects(shard_dirs: list[Path]) -> pd.DataFrame:
-    """split, image_id and class_idx of every object of the given shards."""
+def load_objects(shard_dirs: list[Path],
+                 columns: tuple[str, ...] = ("split", "image_id", "class_idx")) -> pd.DataFrame:
+    """The given columns of every object of the given shards (synth or real_tiles)."""
     frames = []
     for d in shard_dirs:
         path = d / OBJECTS_NAME
         if not path.is_file():
-            raise UserError(f"{path}: not found; run the synth stage first")
-        frames.append(read_parquet(path, ["split", "image_id", "class_idx"],
-                                   "re-run the synth stage").to_pandas())
+            raise UserError(f"{path}: not found; run the synth (or real_tiles) stage first")
+        frames.append(read_parquet(path, list(columns),
+                                   "re-run the stage that wrote it").to_pandas())
     return pd.concat(frames, ignore_index=True)
 
 

@@ -75,21 +75,15 @@ def fit_quality(wh: np.ndarray, classes: np.ndarray, anchors: np.ndarray) -> dic
 def training_boxes(shards: Path, real_tiles: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """(w, h) in grid units and the class name of every training box: the ``train`` split of
     the synth shards under ``shards`` and every box of ``real_tiles`` (training smears)."""
-    from bloodcell.dataset.samples import read_parquet
-    from bloodcell.dataset.shards import OBJECTS_NAME, shard_dirs
+    from bloodcell.dataset.shards import shard_dirs
+    from bloodcell.dataset.stats import load_objects
 
-    folders = shard_dirs(shards, "train") + ([real_tiles] if real_tiles else [])
-    frames = []
-    for folder in folders:
-        path = folder / OBJECTS_NAME
-        if not path.is_file():
-            raise UserError(f"{path}: not found; run the synth (or real_tiles) stage first")
-        frames.append(read_parquet(path, ["w", "h", "class_name"],
-                                   "re-run the stage that made it").to_pandas())
-    if not frames:
+    train = shard_dirs(shards, "train")
+    if not train:
         raise UserError(f"{shards}: no train-* shard; run the synth stage first")
-    boxes = np.concatenate([f[["w", "h"]].to_numpy(float) for f in frames]) / CELL_PX
-    names = np.concatenate([f["class_name"].to_numpy(str) for f in frames])
+    objects = load_objects(train + ([real_tiles] if real_tiles else []), ("w", "h", "class_name"))
+    boxes = objects[["w", "h"]].to_numpy(float) / CELL_PX
+    names = objects["class_name"].to_numpy(str)
     keep = (boxes > 0).all(1)
     return boxes[keep], names[keep]
 
