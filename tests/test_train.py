@@ -69,6 +69,8 @@ def classifier_args(name: str, epochs: int = 3) -> list[str]:
 def weights(path: Path) -> list[np.ndarray]:
     import keras
 
+    import bloodcell.model.fused_batchnorm  # noqa: F401  registers the layer for loading
+
     return keras.models.load_model(path, compile=False).get_weights()
 
 
