@@ -1006,6 +1006,36 @@ def _(ctx: Ctx) -> Run:
                outputs=(ctx.out(),))
 
 
+# ------------------------------------------------------------------------------ fit-anchors
+
+
+for _how in PARQUET_SPOILS:
+    add("fit-anchors", f"objects-{_how}", lambda ctx, how=_how: Run(
+        ["fit-anchors", "--shards", spoiled_copy(ctx.world.synth / "train-0",
+                                                 ctx.dir / "synth" / "train-0",
+                                                 "objects.parquet", how).parent],
+        needles=(ctx.dir / "synth" / "train-0" / "objects.parquet",)))
+
+
+@case("fit-anchors", "no-train-shard")
+def _(ctx: Ctx) -> Run:
+    (ctx.dir / "synth" / "valid-0").mkdir(parents=True)
+    return Run(["fit-anchors", "--shards", ctx.dir / "synth"],
+               needles=(ctx.dir / "synth", "train-*"))
+
+
+@case("fit-anchors", "real-tiles-missing")
+def _(ctx: Ctx) -> Run:
+    return Run(["fit-anchors", "--shards", ctx.world.synth, "--real-tiles", ctx.dir / "nowhere"],
+               needles=(ctx.dir / "nowhere" / "objects.parquet", "real_tiles"))
+
+
+@case("fit-anchors", "compare-garbled")
+def _(ctx: Ctx) -> Run:
+    return Run(["fit-anchors", "--shards", ctx.world.synth, "--compare", "big"],
+               needles=("--compare", "'big'"))
+
+
 # ------------------------------------------------------------------ dataset-stats, slides
 
 
