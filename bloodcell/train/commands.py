@@ -66,6 +66,9 @@ def add_parser(sub) -> None:
     param_option(p, "--obj-loss", key="train_detector.obj_loss", choices=["mse", "bce"],
                  help="objectness term: squared error on sigmoid (the original) or binary "
                  "cross-entropy")
+    param_option(p, "--box-loss", key="train_detector.box_loss", choices=["mse", "giou", "ciou"],
+                 help="box term: squared errors of x, y, w, h (the original) or an IoU loss, "
+                 "which weighs a small box's misplacement as much as a large one's")
     param_option(p, "--untyped-wbc", key="train_detector.untyped_wbc",
                  choices=["ignore", "any_type"],
                  help="class term of a white cell whose type is not annotated (label -1): "
@@ -99,7 +102,7 @@ def main(a: argparse.Namespace) -> None:
         cfg = train.TrainConfig(
             kind, a.epochs, a.batch, a.schedule, a.seed, anchors=a.anchors,
             match_iou=a.match_iou, weights=LossWeights(*a.lambdas, a.class_loss, a.untyped_wbc,
-                                                         a.obj_loss),
+                                                         a.obj_loss, a.box_loss),
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
             mixed_precision=a.precision == "mixed", real_share=a.real_share)

@@ -103,7 +103,7 @@ def step_fn(model: keras.Model, optimizer, loss_fn: Callable,
 def loss_function(cfg: TrainConfig) -> Callable:
     if cfg.kind == "classifier":
         return classifier_loss
-    return lambda y, p: detector_loss(y, p, cfg.weights)
+    return lambda y, p: detector_loss(y, p, cfg.weights, cfg.anchors)
 
 
 def loss_terms(cfg: TrainConfig) -> Callable:
@@ -114,7 +114,8 @@ def loss_terms(cfg: TrainConfig) -> Callable:
     return lambda y, p: {k: tf.reduce_mean(v)
                          for k, v in detector_terms(y, p, cfg.weights.class_loss,
                                                     cfg.weights.untyped_wbc,
-                                                    cfg.weights.obj_loss).items()}
+                                                    cfg.weights.obj_loss,
+                                                    cfg.weights.box_loss, cfg.anchors).items()}
 
 
 class NonFiniteLoss(Exception):
@@ -176,7 +177,8 @@ def validation_step(cfg: TrainConfig, net: keras.Model) -> Callable:
     else:
         @tf.function
         def stats(images, labels):
-            return detector_loss(labels, net(images, training=False), cfg.weights), 0
+            return detector_loss(labels, net(images, training=False), cfg.weights,
+                                 cfg.anchors), 0
     return stats
 
 

@@ -6,7 +6,9 @@ the images of the batch. Otherwise the terms are the original's:
 
 - x, y: squared error of sigmoid(tx), sigmoid(ty) against the cell offsets (responsible
   anchors only);
-- w, h: squared error of the raw tw, th against ln(b / anchor) (no sqrt);
+- w, h: squared error of the raw tw, th against ln(b / anchor) (no sqrt); or, with
+  ``box_loss`` "giou" / "ciou", one IoU-based term in place of x, y, w, h
+  (bloodcell.train.box_loss), weighted by lambda_coord like them;
 - conf: squared error of sigmoid(tconf) against 1 at responsible anchors and, weighted by
   lambda_noobj, against 0 at every other anchor (``obj_loss="mse"``, the original's), or the
   binary cross-entropy of tconf against the same targets (``"bce"``). The squared error's
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from bloodcell.common.param_defaults import param_default
+from bloodcell.train.box_loss import box_term
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class LossWeights:
     class_loss: str = "mse"
     untyped_wbc: str = "ignore"  # "ignore" or "any_type" (see the module docstring)
     obj_loss: str = "mse"  # "mse" (the original's) or "bce" (see the module docstring)
+    box_loss: str = "mse"  # "mse" (the original's), "giou" or "ciou" (bloodcell.train.box_loss)
 
 
 WBC_TYPES = 5
@@ -64,14 +68,15 @@ def any_type_term(logits: tf.Tensor, class_loss: str) -> tf.Tensor:
 
 
 def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse",
-                   untyped_wbc: str = "ignore", obj_loss: str = "mse") -> dict[str, tf.Tensor]:
-    """Per-image sums (B,) of each term, from (B, 14, 14, A, 15) targets and raw outputs."""
+                   untyped_wbc: str = "ignore", obj_loss: str = "mse", box_loss: str = "mse",
+                   anchors: tuple[tuple[float, float], ...] = ()) -> dict[str, tf.Tensor]:
+    """Per-image sums (B,) of each term, from (B, 14, 14, A, 15) targets and raw outputs
+    (``anchors`` in grid-cell units: needed by the IoU box losses only)."""
     y_pred = tf.cast(y_pred, tf.float32)
     obj = y_true[..., 14]
     noobj = 1.0 - obj
     typed = tf.reduce_sum(y_true[..., :10], -1)  # 1 where the object's class is known, else 0
-    xy = tf.reduce_sum(tf.square(tf.sigmoid(y_pred[..., 10:12]) - y_true[..., 10:12]), -1)
-    wh = tf.reduce_sum(tf.square(y_pred[..., 12:14] - y_true[..., 12:14]), -1)
+    box = box_term(y_true, y_pred, box_loss, anchors)
     if obj_loss == "bce":  # -ln s and -ln(1 - s), s = sigmoid(tconf)
         is_obj, not_obj = tf.nn.softplus(-y_pred[..., 14]), tf.nn.softplus(y_pred[..., 14])
     else:
@@ -90,16 +95,18 @@ def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse"
         return tf.reduce_sum(t, axis=[1, 2, 3])
 
     return {
-        "coord": per_image(obj * (xy + wh)),
+        "coord": per_image(obj * box),
         "obj": per_image(obj * is_obj),
         "noobj": per_image(noobj * not_obj),
         "class": per_image(obj * (typed * cls + (1.0 - typed) * untyped)),
     }
 
 
-def detector_loss(y_true: tf.Tensor, y_pred: tf.Tensor, w: LossWeights) -> tf.Tensor:
+def detector_loss(y_true: tf.Tensor, y_pred: tf.Tensor, w: LossWeights,
+                  anchors: tuple[tuple[float, float], ...] = ()) -> tf.Tensor:
     """Scalar: the weighted YOLOv2 loss, summed per image and averaged over the batch."""
-    t = detector_terms(y_true, y_pred, w.class_loss, w.untyped_wbc, w.obj_loss)
+    t = detector_terms(y_true, y_pred, w.class_loss, w.untyped_wbc, w.obj_loss, w.box_loss,
+                       anchors)
     total = w.coord * t["coord"] + t["obj"] + w.noobj * t["noobj"] + w.cls * t["class"]
     return tf.reduce_mean(total)
 

@@ -62,6 +62,7 @@ rule train_detector:
         lambda_class=param("train_detector.lambda_class"),
         class_loss=param("train_detector.class_loss"),
         obj_loss=param("train_detector.obj_loss"),
+        box_loss=param("train_detector.box_loss"),
         select=param("train_detector.select"),
         map_score_threshold=param("evaluate.map_score_threshold"),
         nms_iou=param("decode.nms_iou"),
@@ -74,6 +75,7 @@ rule train_detector:
         " --anchors {params.anchors} --match-iou {params.match_iou}"
         " --lambda {params.lambda_coord} {params.lambda_noobj} {params.lambda_class}"
         " --class-loss {params.class_loss} --obj-loss {params.obj_loss}"
+        " --box-loss {params.box_loss}"
         " --select {params.select}"
         " --map-score-threshold {params.map_score_threshold}"
         " --nms-iou {params.nms_iou}{params.real}"
