@@ -294,3 +294,57 @@ def test_cross_entropy_objectness_still_lifts_an_anchor_whose_score_has_sunk():
         grads[form] = float(tf.reduce_min(g))  # the push up at the object's anchor
     assert grads["mse"] > -0.01
     assert grads["bce"] < -0.99
+
+
+def test_space_to_depth_matches_tensorflow_and_the_passthrough_head_builds_folds_and_loads(
+        tmp_path):
+    import keras
+
+    x = tf.random.stateless_uniform((2, 28, 28, 32), seed=(5, 6))
+    inp = keras.Input((28, 28, 32))
+    s2d = keras.Model(inp, models.space_to_depth(inp))
+    np.testing.assert_array_equal(s2d(x), tf.nn.space_to_depth(x, 2))
+
+    clf = models.classifier()
+    det = models.detector(head="passthrough")
+    assert det.output_shape == (None, 14, 14, 6, 15)
+    assert models.detector_head(det) == "passthrough" and models.detector_head(
+        models.detector()) == "plain"
+    assert det.get_layer("passthrough").output.shape[1:] == (14, 14, 256)
+    assert models.copy_trunk(clf, det) == 30
+    rng = np.random.default_rng(4)
+    for layer in det.layers:
+        if layer.name.startswith("bn_"):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.3, n),
+                               rng.normal(0, 0.3, n), rng.uniform(0.2, 3, n)])
+    img = tf.random.stateless_uniform((1, 224, 224, 3), seed=(7, 8), maxval=255.0)
+    folded = models.fold_batchnorm(det)
+    assert models.detector_head(folded) == "passthrough"
+    np.testing.assert_allclose(folded(img), det(img, training=False), atol=2e-3)
+    det.save(tmp_path / "d.keras")
+    loaded = keras.models.load_model(tmp_path / "d.keras", compile=False, safe_mode=True)
+    np.testing.assert_allclose(loaded(img, training=False), det(img, training=False), atol=1e-5)
+    with pytest.raises(ValueError, match="head"):
+        models.detector(head="fpn")
+
+
+def test_only_the_passthrough_head_sees_where_a_small_blob_lies_inside_its_cell():
+    """Two images differing only by where a 6 px blob sits inside one 16 px cell: the plain
+    head's input at that cell (after four max-pools) can hardly tell them apart, the
+    passthrough's stride-8 half can."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    det = models.detector(head="passthrough")
+    coarse = keras.Model(det.input, det.get_layer("act_conv18").output)
+    fine = keras.Model(det.input, det.get_layer("pt_stack").output)
+    imgs = np.full((2, 224, 224, 3), 200, np.uint8)
+    imgs[0, 98:104, 97:103] = 40  # cell (6, 6) spans 96..111 px: blob at its left ...
+    imgs[1, 98:104, 105:111] = 40  # ... and at its right
+    c, f = coarse(imgs, training=False).numpy(), fine(imgs, training=False).numpy()
+
+    def change(a):
+        return float(np.abs(a[0, 6, 6] - a[1, 6, 6]).mean() / (np.abs(a[0, 6, 6]).mean() + 1e-9))
+
+    assert change(f) > change(c)

@@ -16,6 +16,14 @@ Heads (bug §11.2 fixed: the output convolutions are linear):
 - detector: three 3x3 conv of 128 (+ BN + LeakyReLU) and a linear 1x1 conv to 90 channels,
   reshaped to (B, 14, 14, 6, 15), anchor-major (channel = anchor * 15 + k). Per anchor:
   [0:10] class logits, 10 tx, 11 ty, 12 tw, 13 th, 14 tconf (fact sheet §3.2 code order).
+
+Detector head ``"passthrough"`` (YOLOv2's fine-grained features; the original's head is
+``"plain"``): the trunk's 28x28x256 activation (``act_conv12``, stride 8, before the last
+pool) goes through a 1x1 conv to 32 (``conv_pt``), is reorganised space-to-depth into
+14x14x128 (each 16-px cell's 2x2 sub-cells side by side in the channels) and concatenated
+with the head's second 3x3 conv output before the third. Max-pooling to stride 16 erases where
+inside its cell an object smaller than the cell lies (a 9-13 px thrombocyte in a 16 px cell);
+the stride-8 features keep it.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-3
 """BatchNorm moving-average momentum. The original's 0.99 never acted (its BN was frozen);
 0.9 lets the moving statistics settle within the few hundred steps of a CPU run."""
+
+HEADS = ("plain", "passthrough")
+PASSTHROUGH_FROM = "act_conv12"
+PASSTHROUGH_FILTERS = 32
 
 TRUNK: tuple[tuple[str, int, int], ...] = (
     ("conv", 3, 16), ("pool", 0, 0),
@@ -61,15 +73,33 @@ def conv_block(x, name: str, kernel: int, filters: int, folded: bool = False,
     return layers.LeakyReLU(negative_slope=0.1, name=f"act_{name}")(x)
 
 
-def trunk(inputs, folded: bool = False, fused_bn: bool = True):
-    """Layers 0..18 on a (B, 224, 224, 3) 0..255 RGB input -> (B, 14, 14, 128)."""
+def trunk_features(inputs, folded: bool = False, fused_bn: bool = True):
+    """Layers 0..18 on a (B, 224, 224, 3) 0..255 RGB input -> the (B, 14, 14, 128) output
+    and the (B, 28, 28, 256) stride-8 activation PASSTHROUGH_FROM."""
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
+    fine = None
     for i, (kind, kernel, filters) in enumerate(TRUNK):
         if kind == "pool":
             x = layers.MaxPooling2D(2, 2, padding="same", name=f"pool{i}")(x)
         else:
             x = conv_block(x, f"conv{i}", kernel, filters, folded, fused_bn)
-    return x
+        if f"act_conv{i}" == PASSTHROUGH_FROM:
+            fine = x
+    return x, fine
+
+
+def trunk(inputs, folded: bool = False, fused_bn: bool = True):
+    """Layers 0..18 on a (B, 224, 224, 3) 0..255 RGB input -> (B, 14, 14, 128)."""
+    return trunk_features(inputs, folded, fused_bn)[0]
+
+
+def space_to_depth(x, block: int = 2):
+    """(B, H, W, C) -> (B, H/block, W/block, block*block*C) with built-in Keras layers only
+    (a model file then loads in Keras's safe mode): channel index = (dy * block + dx) * C + c."""
+    h, w, c = x.shape[1:]
+    x = layers.Reshape((h // block, block, w // block, block, c), name="pt_split")(x)
+    x = layers.Permute((1, 3, 2, 4, 5), name="pt_order")(x)
+    return layers.Reshape((h // block, w // block, block * block * c), name="pt_stack")(x)
 
 
 def classifier(fused_bn: bool = True) -> keras.Model:
@@ -81,13 +111,18 @@ def classifier(fused_bn: bool = True) -> keras.Model:
     return keras.Model(inputs, logits, name="modifiedyolo_classifier")
 
 
-def detector(folded: bool = False, fused_bn: bool = True) -> keras.Model:
+def detector(folded: bool = False, fused_bn: bool = True, head: str = "plain") -> keras.Model:
     """Trunk + 3 x (3x3 conv 128) + linear 1x1 conv to 90: (B, 14, 14, 6, 15) raw outputs.
     ``folded``: the inference form without BatchNorm layers (see :func:`fold_batchnorm`);
-    ``fused_bn``: as :func:`conv_block`."""
+    ``fused_bn``: as :func:`conv_block`; ``head``: one of HEADS (module docstring)."""
+    if head not in HEADS:
+        raise ValueError(f"detector head {head!r}: expected one of {HEADS}")
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
-    x = trunk(inputs, folded, fused_bn)
+    x, fine = trunk_features(inputs, folded, fused_bn)
     for i in (21, 22, 23):
+        if i == 23 and head == "passthrough":
+            pt = conv_block(fine, "conv_pt", 1, PASSTHROUGH_FILTERS, folded, fused_bn)
+            x = layers.Concatenate(name="passthrough")([x, space_to_depth(pt)])
         x = conv_block(x, f"conv{i}", 3, 128, folded, fused_bn)
     x = layers.Conv2D(N_ANCHORS * VECTOR, 1, name="conv24")(x)
     x = layers.Reshape((GRID, GRID, N_ANCHORS, VECTOR), name="anchors")(x)
@@ -100,7 +135,7 @@ def fold_batchnorm(net: keras.Model) -> keras.Model:
     it: kernel * s and bias beta - mean * s, s = gamma / sqrt(var + eps). Same outputs up to
     float rounding (about 1e-5), about a quarter faster on CPU, where TensorFlow then fuses
     conv, bias and LeakyReLU into one op. Not for training (the BatchNorm statistics are gone)."""
-    folded = detector(folded=True)
+    folded = detector(folded=True, head=detector_head(net))
     for layer in folded.layers:
         if isinstance(layer, layers.Conv2D) and layer.use_bias and layer.name != "conv24":
             (kernel,) = net.get_layer(layer.name).get_weights()
@@ -109,6 +144,11 @@ def fold_batchnorm(net: keras.Model) -> keras.Model:
             layer.set_weights([kernel * s, beta - mean * s])
     folded.get_layer("conv24").set_weights(net.get_layer("conv24").get_weights())
     return folded
+
+
+def detector_head(net: keras.Model) -> str:
+    """The head (one of HEADS) a built or loaded detector has."""
+    return "passthrough" if any(layer.name == "conv_pt" for layer in net.layers) else "plain"
 
 
 def trunk_layer_names() -> list[str]:

@@ -56,6 +56,9 @@ def add_parser(sub) -> None:
                    help="anchor sizes WxH in 16-px grid units, comma-separated")
     param_option(p, "--match-iou", key="model.match_iou", type=float,
                  help="anchors above this centred IoU are responsible, else the best one")
+    param_option(p, "--head", key="model.head", choices=["plain", "passthrough"],
+                 help="detector head: the original's, or with YOLOv2's stride-8 passthrough "
+                 "that places cells smaller than the 16-px grid")
     p.add_argument("--lambda", dest="lambdas", type=float, nargs=3,
                    default=[param_default(f"train_detector.lambda_{term}")
                             for term in ("coord", "noobj", "class")],
@@ -105,7 +108,7 @@ def main(a: argparse.Namespace) -> None:
                                                          a.obj_loss, a.box_loss),
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
-            mixed_precision=a.precision == "mixed", real_share=a.real_share)
+            mixed_precision=a.precision == "mixed", real_share=a.real_share, head=a.head)
         init = a.init
         if not 0 <= a.real_share <= 0.9 or (a.real_share > 0 and a.real_tiles is None):
             raise UserError(f"--real-share {a.real_share} must lie in 0..0.9 and needs "

@@ -67,6 +67,8 @@ class TrainConfig:
     deterministic: bool = True
     real_share: float = 0.0
     """Share of each detector epoch's images drawn from real tiles (when a real shard is given)."""
+    head: str = "plain"
+    """The detector head (bloodcell.model.network.HEADS)."""
 
 
 def setup(cfg: TrainConfig) -> None:
@@ -208,7 +210,7 @@ def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
     """A fresh model; the detector's trunk is copied from the classifier at ``init_from``."""
     if cfg.kind == "classifier":
         return models.classifier()
-    net = models.detector()
+    net = models.detector(head=cfg.head)
     if init_from is not None:
         check_keras_file(init_from, "--init")
         try:

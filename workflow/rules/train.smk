@@ -57,6 +57,7 @@ rule train_detector:
         precision=param("train_detector.precision"),
         anchors=param("model.anchors"),
         match_iou=param("model.match_iou"),
+        head=param("model.head"),
         lambda_coord=param("train_detector.lambda_coord"),
         lambda_noobj=param("train_detector.lambda_noobj"),
         lambda_class=param("train_detector.lambda_class"),
@@ -73,6 +74,7 @@ rule train_detector:
         " --seed {params.seed} --epochs {params.epochs} --batch {params.batch}"
         " --schedule {params.schedule} --precision {params.precision}"
         " --anchors {params.anchors} --match-iou {params.match_iou}"
+        " --head {params.head}"
         " --lambda {params.lambda_coord} {params.lambda_noobj} {params.lambda_class}"
         " --class-loss {params.class_loss} --obj-loss {params.obj_loss}"
         " --box-loss {params.box_loss}"
