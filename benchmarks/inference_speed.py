@@ -8,6 +8,16 @@ detect, second pass, merge, write the annotated PNG and the GeoJSON.
 
 Without a trained model an untrained detector is timed (the same FLOPs; NMS sees other boxes).
 Targets (issue 5): <= 5 ms per tile at batch >= 25 and <= 0.3 s per 1000x1000 slide on 2 cores.
+
+``--int8`` (instead of the tile and slide timings) compares the network's paths through the same
+decoding and NMS: TensorFlow float32 (the compiled call above), TFLite float32, TFLite int8
+(full-integer, calibrated on ``--calibration`` tiles of the train and valid shards), int8 with
+the output convolution in float32, and dynamic-range int8; all TFLite paths on XNNPACK with
+2 threads (bloodcell.model.quantize). It prints ms per tile by batch size, COCO mAP@0.5 and
+mAP@[.5:.95] on the test shards (as ``bloodcell evaluate``), and each path's time ratio and mAP
+difference to TensorFlow float32. The int8 model is converted twice to check the bytes are equal.
+
+    python benchmarks/inference_speed.py --model models/detector.keras --int8 --shards data/synth
 """
 
 from __future__ import annotations
@@ -20,6 +30,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+BATCHES = (1, 25, 50, 100)
 
 
 def best_of(fn, repeats: int) -> float:
@@ -35,7 +48,7 @@ def tiles(detect, net, repeats: int) -> None:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    for batch in (1, 25, 50, 100):
+    for batch in BATCHES:
         x = rng.integers(0, 255, (batch, 224, 224, 3), np.uint8)
         detect(x)
         t = best_of(lambda: detect(x), repeats)
@@ -82,11 +95,110 @@ def slides(detect, folder: Path, repeats: int) -> None:
               f"end to end, {n} cells")
 
 
+def quantised(net, model_path: Path, shards: Path, calibration: int, repeats: int) -> None:
+    """TF float32 against the TFLite paths: conversion, ms per tile, test-split COCO mAP."""
+    import hashlib
+    from dataclasses import replace
+
+    import numpy as np
+
+    from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
+    from bloodcell.common.tile import TILE_PX
+    from bloodcell.dataset.tfrecords import record_files
+    from bloodcell.evaluate.on_test_split import EvalConfig, score
+    from bloodcell.model import quantize
+    from bloodcell.model.card import model_anchors
+    from bloodcell.model.decode import DecodeConfig
+    from bloodcell.model.inference import predict_shards, tile_detector
+
+    fit = sorted(shards.glob("train-*")) + sorted(shards.glob("valid-*"))
+    test = sorted(shards.glob("test-*"))
+    if not fit or not test:
+        raise SystemExit(f"{shards}: needs train-*/valid-* (calibration) and test-* shards")
+    anchors = model_anchors(model_path, None, ORIGINAL_ANCHORS)
+    start = time.perf_counter()
+    tiles = quantize.calibration_tiles(record_files(fit), calibration)
+    print(f"calibration: {len(tiles)} tiles of {', '.join(d.name for d in fit)} "
+          f"({time.perf_counter() - start:.1f} s to read)")
+
+    flat = {}
+    for name, mode, float_last in (("tflite float32", "float32", False),
+                                   ("tflite int8", "int8", False),
+                                   ("tflite int8, conv24 float", "int8", True),
+                                   ("tflite dynamic-range int8", "dynamic", False)):
+        start = time.perf_counter()
+        flat[name] = quantize.to_tflite(net, tiles, mode, float_last)
+        took = time.perf_counter() - start
+        digest = hashlib.sha256(flat[name]).hexdigest()[:16]
+        again = ""
+        if mode == "int8":
+            same = quantize.to_tflite(net, tiles, mode, float_last) == flat[name]
+            again = f", second conversion {'identical' if same else 'DIFFERS'}"
+        print(f"{name}: {len(flat[name]) / 1e6:.2f} MB, sha256 {digest}, {took:.1f} s{again}")
+
+    runners = {name: quantize.TFLiteRunner(b, num_threads=2) for name, b in flat.items()}
+    for name, r in runners.items():
+        d = r.interpreter.get_input_details()[0]
+        print(f"{name}: input {np.dtype(d['dtype']).name} quantisation {d['quantization']}")
+
+    def paths(cfg: DecodeConfig) -> dict:
+        out = {"tf float32": tile_detector(net, anchors, cfg)}
+        out.update({n: quantize.tflite_tile_detector(r, anchors, cfg) for n, r in runners.items()})
+        return out
+
+    timed = paths(DecodeConfig())
+    rng = np.random.default_rng(0)
+    times: dict[str, dict[int, float]] = {n: {} for n in [*timed, "decode + NMS alone"]}
+    for batch in BATCHES:  # paths interleaved, so a load change hits them alike; best of repeats
+        x = rng.integers(0, 255, (batch, TILE_PX, TILE_PX, 3), np.uint8)
+        raw = net(x, training=False).numpy()
+        fns = {**timed, "decode + NMS alone": quantize.tflite_tile_detector(
+            lambda _, raw=raw: raw, anchors, DecodeConfig())}
+        for fn in fns.values():
+            fn(x)
+        best = {n: float("inf") for n in fns}
+        for _ in range(repeats):
+            for n, fn in fns.items():
+                best[n] = min(best[n], best_of(lambda: fn(x), 1))
+        for n in fns:
+            times[n][batch] = 1000 * best[n] / batch
+
+    cfg = EvalConfig(anchors, DecodeConfig())
+    low = replace(cfg.decode, score_threshold=min(cfg.map_score_threshold,
+                                                  cfg.decode.score_threshold))
+    files = record_files(test)
+    maps = {}
+    for n, fn in paths(low).items():
+        gt, det, ids = predict_shards(net, files, anchors, low, detect=fn)
+        coco = score(gt, det, ids, {i: (TILE_PX, TILE_PX) for i in ids}, cfg)[0]["coco"]
+        maps[n] = (coco["map50"], coco["map50_95"])
+    ref_t, ref_m = times["tf float32"], maps["tf float32"]
+    print(f"ms per tile (model + decode + NMS; best of {repeats}, paths interleaved) and, in "
+          "brackets, TF float32's time / this path's")
+    print(f"{'path':28s}" + "".join(f"{'batch ' + str(b):>15s}" for b in BATCHES))
+    for n, t in times.items():
+        ratio = n in timed
+        print(f"{n:28s}" + "".join(f"{t[b]:8.2f}" + (f" ({ref_t[b] / t[b]:4.2f})" if ratio
+                                                      else " " * 7) for b in BATCHES))
+    print(f"COCO mAP on the test split ({len(ids)} images of {', '.join(d.name for d in test)}"
+          "; d: this path - TF float32)")
+    print(f"{'path':28s}{'mAP@0.5':>9s}{'d':>9s}{'mAP@[.5:.95]':>14s}{'d':>9s}")
+    for n, (m50, m5095) in maps.items():
+        print(f"{n:28s}{m50:9.4f}{m50 - ref_m[0]:+9.4f}{m5095:14.4f}{m5095 - ref_m[1]:+9.4f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=Path("models/detector.keras"))
     p.add_argument("--slides", type=Path, default=Path("data/slides"))
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--int8", action="store_true",
+                   help="compare TF float32 with TFLite float32, int8 and dynamic-range int8 "
+                        "(time and test-split mAP) instead of the tile and slide timings")
+    p.add_argument("--shards", type=Path, default=Path("data/synth"),
+                   help="--int8: folder of train-*/valid-* (calibration) and test-* shards")
+    p.add_argument("--calibration", type=int, default=200,
+                   help="--int8: calibration tiles, the first of the train then valid shards")
     a = p.parse_args()
     import tensorflow as tf
 
@@ -99,6 +211,11 @@ def main() -> None:
     trained = a.model.is_file()
     net = load_detector(a.model) if trained else model.fold_batchnorm(model.detector())
     print(f"{os.cpu_count()} CPUs, {'trained model ' + str(a.model) if trained else 'untrained'}")
+    if a.int8:
+        if not trained:
+            raise SystemExit(f"--int8 needs a trained model: {a.model} does not exist")
+        quantised(net, a.model, a.shards, a.calibration, a.repeats)
+        return
     detect = tile_detector(net, ORIGINAL_ANCHORS, DecodeConfig())
     tiles(detect, net, a.repeats)
     slides(detect, a.slides, a.repeats)
