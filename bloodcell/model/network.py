@@ -21,9 +21,9 @@ Detector head ``"passthrough"`` (YOLOv2's fine-grained features; the original's 
 ``"plain"``): the trunk's 28x28x256 activation (``act_conv12``, stride 8, before the last
 pool) goes through a 1x1 conv to 32 (``conv_pt``), is reorganised space-to-depth into
 14x14x128 (each 16-px cell's 2x2 sub-cells side by side in the channels) and concatenated
-with the head's second 3x3 conv output before the third. Max-pooling to stride 16 erases where
+with the head's second 3x3 conv output before the third. Max-pooling to stride 16 blurs where
 inside its cell an object smaller than the cell lies (a 9-13 px thrombocyte in a 16 px cell);
-the stride-8 features keep it.
+the stride-8 features keep more of it.
 """
 
 from __future__ import annotations

@@ -57,8 +57,8 @@ def add_parser(sub) -> None:
     param_option(p, "--match-iou", key="model.match_iou", type=float,
                  help="anchors above this centred IoU are responsible, else the best one")
     param_option(p, "--head", key="model.head", choices=["plain", "passthrough"],
-                 help="detector head: the original's, or with YOLOv2's stride-8 passthrough "
-                 "that places cells smaller than the 16-px grid")
+                 help="detector head: the original's, or with YOLOv2's passthrough of the "
+                 "trunk's stride-8 features (for cells smaller than a 16-px grid cell)")
     p.add_argument("--lambda", dest="lambdas", type=float, nargs=3,
                    default=[param_default(f"train_detector.lambda_{term}")
                             for term in ("coord", "noobj", "class")],
