@@ -44,14 +44,19 @@ def targets_for(boxes, classes):
 
 
 
-def test_folding_batchnorm_keeps_the_outputs_and_drops_the_bn_layers(nets):
-    _, det = nets
-    rng = np.random.default_rng(3)
-    for layer in det.layers:
+def randomise_batchnorm(net, rng: np.random.Generator) -> None:
+    """Give every BatchNorm of ``net`` random gamma, beta, moving mean and variance."""
+    for layer in net.layers:
         if layer.name.startswith("bn_"):
             n = layer.get_weights()[0].shape[0]
             layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.3, n),
                                rng.normal(0, 0.3, n), rng.uniform(0.2, 3, n)])
+
+
+def test_folding_batchnorm_keeps_the_outputs_and_drops_the_bn_layers(nets):
+    _, det = nets
+    rng = np.random.default_rng(3)
+    randomise_batchnorm(det, rng)
     folded = models.fold_batchnorm(det)
     x = rng.integers(0, 256, (2, 224, 224, 3)).astype(np.uint8)
     want, got = det(x, training=False).numpy(), folded(x, training=False).numpy()
@@ -313,11 +318,7 @@ def test_space_to_depth_matches_tensorflow_and_the_passthrough_head_builds_folds
     assert det.get_layer("passthrough").output.shape[1:] == (14, 14, 256)
     assert models.copy_trunk(clf, det) == 30
     rng = np.random.default_rng(4)
-    for layer in det.layers:
-        if layer.name.startswith("bn_"):
-            n = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.3, n),
-                               rng.normal(0, 0.3, n), rng.uniform(0.2, 3, n)])
+    randomise_batchnorm(det, rng)
     img = tf.random.stateless_uniform((1, 224, 224, 3), seed=(7, 8), maxval=255.0)
     folded = models.fold_batchnorm(det)
     assert models.detector_head(folded) == "passthrough"
