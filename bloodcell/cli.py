@@ -51,6 +51,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bloodcell.provenance.lineage",
     "bloodcell.train.commands",
     "bloodcell.train.anchor_fit",
+    "bloodcell.model.quantize_command",
     "bloodcell.evaluate.commands",
     "bloodcell.detect.commands",
     "bloodcell.evaluate.on_annotated_images",

@@ -1036,6 +1036,52 @@ def _(ctx: Ctx) -> Run:
                needles=("--compare", "'big'"))
 
 
+# ------------------------------------------------------------------------------ quantize
+
+
+def quantize_args(ctx: Ctx, model: Path | None = None, calibration: Path | None = None,
+                  out: Path | None = None, extra=()) -> list:
+    return ["quantize", model or ctx.world.detector, "--calibration",
+            calibration or ctx.world.synth / "train-0", "--out", out or ctx.dir / "q.keras",
+            "--tiles", "4", *extra]
+
+
+for _name in ("model-missing", "model-h5", "model-not-a-zip", "model-classifier-as-detector"):
+    add("quantize", _name, lambda ctx, n=_name: Run(
+        quantize_args(ctx, MODEL_SPOILS[n][0](ctx.world, ctx.dir)),
+        needles=MODEL_SPOILS[n][1], outputs=(ctx.dir / "q.keras",)))
+
+
+@case("quantize", "out-is-the-model")
+def _(ctx: Ctx) -> Run:
+    model = shutil.copy(ctx.world.detector, ctx.dir / "d.keras")
+    return Run(quantize_args(ctx, Path(model), out=Path(model)), needles=("--out", "new file"))
+
+
+@case("quantize", "out-not-keras")
+def _(ctx: Ctx) -> Run:
+    return Run(quantize_args(ctx, out=ctx.dir / "q.tflite"), needles=("--out", ".keras"),
+               outputs=(ctx.dir / "q.tflite",))
+
+
+@case("quantize", "calibration-on-the-test-split")
+def _(ctx: Ctx) -> Run:
+    return Run(quantize_args(ctx, calibration=ctx.world.synth / "test-0"),
+               needles=("test-0", "train or valid"), outputs=(ctx.dir / "q.keras",))
+
+
+@case("quantize", "calibration-not-a-shard")
+def _(ctx: Ctx) -> Run:
+    return Run(quantize_args(ctx, calibration=ctx.dir / "nowhere"),
+               needles=(ctx.dir / "nowhere", "images.tfrecord"), outputs=(ctx.dir / "q.keras",))
+
+
+@case("quantize", "more-tiles-than-the-shard")
+def _(ctx: Ctx) -> Run:
+    return Run(quantize_args(ctx, extra=("--tiles", "100000")),
+               needles=("--calibration", "--tiles"), outputs=(ctx.dir / "q.keras",))
+
+
 # ------------------------------------------------------------------ dataset-stats, slides
 
 

@@ -27,6 +27,7 @@ NOT_PARAMS = {
     ("evaluate-images", "scale"): "the user's images' own scale (1: already at 40x)",
     ("params", "file"): "the file to check, a path",
     ("fit-anchors", "per_class"): "how many boxes the tool draws per class, not a stage's",
+    ("quantize", "tiles"): "calibration tiles of a conversion run by hand, not a stage's",
 }
 """Options whose default is not a parameter of params.yaml, with the reason (every other
 option default comes from the schema)."""

@@ -3,6 +3,9 @@ follow the float model's."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
@@ -39,3 +42,69 @@ def test_int8_needs_calibration_tiles(folded):
         quantize.to_tflite(folded, None, "int8")
     with pytest.raises(ValueError, match="int8, dynamic or float32"):
         quantize.to_tflite(folded, None, "fp16")
+
+
+# --- `bloodcell quantize` and the commands that run its file, on the tiny preset's run ---
+
+
+def quantize_args(run, out, *extra):
+    return ["quantize", run / "models" / "detector.keras",
+            "--calibration", run / "data" / "synth" / "train-0", "--tiles", 20, "--out", out,
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def int8_model(snakemake_run, tmp_path_factory):
+    """The tiny run's detector quantised by the command, and the source's bytes before."""
+    from bloodcell.cli import main
+
+    out = tmp_path_factory.mktemp("int8") / "detector-int8.keras"
+    before = (snakemake_run / "models" / "detector.keras").read_bytes()
+    assert main([str(a) for a in quantize_args(snakemake_run, out)]) == 0
+    return out, before
+
+
+def test_quantize_writes_a_keras_file_with_the_flatbuffer_and_its_lineage(int8_model,
+                                                                          snakemake_run):
+    from bloodcell.model.card import file_sha256, read_card
+    from bloodcell.model.tflite_entry import read_flatbuffer
+
+    out, before = int8_model
+    source = snakemake_run / "models" / "detector.keras"
+    assert source.read_bytes() == before  # the trained model is only read
+    card, own = read_card(out), read_card(source)
+    assert card["anchors"] == own["anchors"] and card["training"] == own["training"]
+    flat = read_flatbuffer(out)
+    assert flat is not None and read_flatbuffer(source) is None
+    t = card["tflite"]
+    assert t["mode"] == "int8" and t["calibration"]["tiles"] == 20
+    assert t["source_sha256"] == file_sha256(source)
+    assert t["calibration"]["inputs"][0]["folder"].endswith("train-0")
+    assert t["sha256"] == hashlib.sha256(flat).hexdigest()
+
+
+def test_quantize_gives_the_same_bytes_twice(int8_model, snakemake_run, tmp_path):
+    from bloodcell.cli import main
+
+    again = tmp_path / "again.keras"
+    assert main([str(a) for a in quantize_args(snakemake_run, again)]) == 0
+    assert again.read_bytes() == int8_model[0].read_bytes()
+
+
+def test_evaluate_and_detect_run_the_int8_file_through_tflite(int8_model, snakemake_run,
+                                                              tmp_path, capsys):
+    from bloodcell.cli import main
+
+    run = snakemake_run
+    assert main(["evaluate", "--shards", str(run / "data" / "synth"), "--model",
+                 str(int8_model[0]), "--metrics", str(tmp_path / "m.json"), "--plots",
+                 str(tmp_path / "plots"), "--figures", str(tmp_path / "figs"), "--histories",
+                 str(run / "plots" / "train" / "classifier.csv"),
+                 str(run / "plots" / "train" / "detector.csv")]) == 0
+    assert "int8 TFLite" in capsys.readouterr().err
+    assert 0 <= json.loads((tmp_path / "m.json").read_text())["coco"]["map50"] <= 1
+    slide = sorted((run / "data" / "slides" / "images").iterdir())[0]
+    assert main(["detect", str(slide), "--out", str(tmp_path / "det"), "--model",
+                 str(int8_model[0])]) == 0
+    assert "int8 TFLite" in capsys.readouterr().err
+    assert (tmp_path / "det" / "summary.csv").is_file()

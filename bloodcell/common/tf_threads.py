@@ -5,6 +5,15 @@ from __future__ import annotations
 import os
 
 
+def cpu_threads() -> int:
+    """Threads for a runtime other than TensorFlow's pools (TFLite): OMP_NUM_THREADS when set,
+    else the CPUs this process may use."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        return int(threads)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def set_tf_threads() -> None:
     """TensorFlow's intra-op threads from OMP_NUM_THREADS (Snakemake sets it per job), and one
     inter-op thread: ops running side by side made CPU training non-deterministic even with

@@ -69,8 +69,9 @@ class Detector:
              score_threshold: float = param_default("decode.score_threshold"),
              nms_iou: float = param_default("decode.nms_iou"),
              anchors=None, slide=None) -> Detector:
-        """Load a trained detector ``.keras`` file. ``anchors``: None takes the model's own (its
-        card); ``slide``: a bloodcell.detect.whole_smear.SlideConfig (default: tiles overlapping by
+        """Load a trained detector ``.keras`` file (one made by ``bloodcell quantize`` runs
+        through TFLite). ``anchors``: None takes the model's own (its card); ``slide``: a
+        bloodcell.detect.whole_smear.SlideConfig (default: tiles overlapping by
         DEFAULT_OVERLAP_PX, second pass on). UserError for a missing or foreign file."""
         from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
         from bloodcell.common.tf_threads import set_tf_threads
@@ -78,7 +79,7 @@ class Detector:
         from bloodcell.detect.whole_smear import DEFAULT_OVERLAP_PX, SlideConfig
         from bloodcell.model.card import model_anchors, model_rbc_diameter
         from bloodcell.model.decode import DecodeConfig
-        from bloodcell.model.inference import load_detector, tile_detector
+        from bloodcell.model.runtime import tile_function
 
         path = Path(path)
         if not path.is_file():
@@ -86,7 +87,7 @@ class Detector:
                             "of a models/detector.keras")
         set_tf_threads()
         own = model_anchors(path, anchors, ORIGINAL_ANCHORS)
-        fn = tile_detector(load_detector(path), own, DecodeConfig(score_threshold, nms_iou))
+        fn = tile_function(path, own, DecodeConfig(score_threshold, nms_iou))
         return cls(path, fn, own, slide or SlideConfig(overlap=DEFAULT_OVERLAP_PX),
                    model_rbc_diameter(path, MODEL_RBC_PX))
 

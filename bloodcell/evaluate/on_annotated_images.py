@@ -436,7 +436,7 @@ def main(a: argparse.Namespace) -> None:
     from bloodcell.common.detection_options import model_anchors, slide_config
     from bloodcell.common.tf_threads import set_tf_threads
     from bloodcell.model.decode import DecodeConfig
-    from bloodcell.model.inference import load_detector, tile_detector
+    from bloodcell.model.runtime import tile_function
     from bloodcell.sources.class_map import load_class_map, model_groups
 
     if not 0.05 <= a.scale <= 20:
@@ -454,7 +454,7 @@ def main(a: argparse.Namespace) -> None:
     cfg = ScoreConfig(a.score_threshold, a.map_score_threshold, a.max_dets, a.merge_iou)
     low = DecodeConfig(min(a.score_threshold, a.map_score_threshold), a.nms_iou,
                        groups=model_groups(cmap))
-    detect = tile_detector(load_detector(a.model), model_anchors(a), low)
+    detect = tile_function(a.model, model_anchors(a), low)
     slide_cfg = slide_config(a)
     args = (ann.images, ann.objects, cmap, detect, slide_cfg, cfg, a.scale, a.rbc_diameter,
             a.metrics)

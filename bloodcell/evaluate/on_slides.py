@@ -26,7 +26,7 @@ from bloodcell.detect.outputs import annotate
 from bloodcell.detect.whole_smear import WBC, SlideConfig, detect_slide
 from bloodcell.evaluate import metrics
 from bloodcell.model.decode import DecodeConfig
-from bloodcell.model.inference import load_detector, tile_detector
+from bloodcell.model.runtime import tile_function
 
 
 def load_slides(slides_dir: Path) -> tuple[list[dict], pd.DataFrame]:
@@ -103,7 +103,7 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
     if not model_path.is_file():
         raise UserError(f"{model_path} does not exist: run train_detector first")
     images, gt = load_slides(slides_dir)
-    detect = tile_detector(load_detector(model_path), anchors, decode)
+    detect = tile_function(model_path, anchors, decode)
     found: dict[str, list[pd.DataFrame]] = {"second_pass": [], "first_pass_only": []}
     ids, sizes = [], {}
     for im in images:

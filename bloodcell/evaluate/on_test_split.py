@@ -25,7 +25,8 @@ from bloodcell.common.param_defaults import param_default
 from bloodcell.common.tile import TILE_PX
 from bloodcell.evaluate import metrics, plots
 from bloodcell.model.decode import DecodeConfig
-from bloodcell.model.inference import load_detector, predict_shards
+from bloodcell.model.inference import predict_shards
+from bloodcell.model.runtime import tile_function
 
 BACKGROUND = "background"
 """Confusion label of a missed GT box (predicted column) or a spurious detection (actual row)."""
@@ -109,11 +110,11 @@ def run(model_path: Path, test_dirs: list[Path], histories: dict[str, Path], cfg
     if not test_dirs:
         raise UserError("no test-* shard found: check synth.shards in params.yaml")
     history = {k: read_history(v) for k, v in histories.items()}  # before the long part
-    model = load_detector(model_path)
     files = [str(d / "images.tfrecord") for d in test_dirs]
     low = replace(cfg.decode, score_threshold=min(cfg.map_score_threshold,
                                                   cfg.decode.score_threshold))
-    gt, det, ids = predict_shards(model, files, cfg.anchors, low)
+    detect = tile_function(model_path, cfg.anchors, low)
+    gt, det, ids = predict_shards(None, files, cfg.anchors, low, detect=detect)
     result, curves = score(gt, det, ids, {i: (TILE_PX, TILE_PX) for i in ids}, cfg)
     confusion = box_confusion(gt, det[det["score"] > cfg.decode.score_threshold], ids)
     write_json(result, metrics_json)

@@ -67,11 +67,12 @@ def ground_truth(batch: dict[str, tf.Tensor]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def predict_shards(model: keras.Model, files: Sequence[str], anchors, cfg: DecodeConfig,
+def predict_shards(model: keras.Model | None, files: Sequence[str], anchors, cfg: DecodeConfig,
                    batch: int = 50, detect: TileFn | None = None
                    ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(ground truth, detections, image ids) for every image of the TFRecord files; ``detect``
-    reuses an already compiled :func:`tile_detector`."""
+    reuses an already compiled :func:`tile_detector` (or one from
+    bloodcell.model.runtime.tile_function), and ``model`` is then not used."""
     detect = detect or tile_detector(model, anchors, cfg)
     gts, dets, ids = [], [], []
     for ex in examples(files, batch):

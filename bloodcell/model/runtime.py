@@ -1,0 +1,29 @@
+"""Which runtime runs a detector file: TensorFlow for a trained ``.keras`` model, TFLite for
+one that ``bloodcell quantize`` made (it carries an int8 flatbuffer, bloodcell.model.tflite_entry).
+Detection and the evaluations load models here; training never does, so its stages do not
+depend on the TFLite code.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bloodcell.common.tf_threads import cpu_threads
+from bloodcell.model.decode import DecodeConfig
+from bloodcell.model.inference import TileFn, load_detector, tile_detector
+from bloodcell.model.quantize import TFLiteRunner, tflite_tile_detector
+from bloodcell.model.tflite_entry import read_flatbuffer
+
+log = logging.getLogger("bloodcell")
+
+
+def tile_function(path: Path, anchors: tuple[tuple[float, float], ...],
+                  cfg: DecodeConfig) -> TileFn:
+    """The :func:`tile_detector` of a detector file: through TFLite when the file carries a
+    flatbuffer (``bloodcell quantize``, bloodcell.model.tflite_entry), else the Keras model.
+    Either way: tiles (B, 224, 224, 3) uint8 RGB -> numpy NMS results."""
+    if Path(path).suffix == ".keras" and (flatbuffer := read_flatbuffer(path)) is not None:
+        log.info("%s: running its int8 TFLite model", path)
+        return tflite_tile_detector(TFLiteRunner(flatbuffer, cpu_threads()), anchors, cfg)
+    return tile_detector(load_detector(path), anchors, cfg)
