@@ -81,6 +81,10 @@ def add_parser(sub) -> None:
     param_option(p, "--map-score-threshold", key="evaluate.map_score_threshold", type=float,
                  help="lowest score kept for the validation mAP (AP integrates over scores)")
     param_option(p, "--nms-iou", key="decode.nms_iou", type=float)
+    param_option(p, "--augment", key="train_detector.augment",
+                 choices=["none", "dihedral", "dihedral_stain"],
+                 help="training-tile augmentation: the tile's 8 flips and quarter turns, and "
+                 "those with a stain jitter (brightness, contrast, saturation, hue)")
     p.add_argument("--real-tiles", type=Path,
                    help="a real_tiles shard folder (data/real_tiles) to mix into training")
     param_option(p, "--real-share", key="train_detector.real_share", type=float,
@@ -108,7 +112,8 @@ def main(a: argparse.Namespace) -> None:
                                                          a.obj_loss, a.box_loss),
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
-            mixed_precision=a.precision == "mixed", real_share=a.real_share, head=a.head)
+            mixed_precision=a.precision == "mixed", real_share=a.real_share, head=a.head,
+            augment=a.augment)
         init = a.init
         if not 0 <= a.real_share <= 0.9 or (a.real_share > 0 and a.real_tiles is None):
             raise UserError(f"--real-share {a.real_share} must lie in 0..0.9 and needs "

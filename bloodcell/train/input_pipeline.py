@@ -13,38 +13,59 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from bloodcell.dataset.tfrecords import parse
+from bloodcell.train.augment import augment
 from bloodcell.train.targets import detector_targets, multi_hot
 
 SHUFFLE_BUFFER = 20000
 """Serialised examples held for shuffling (about 100 kB each); whole-dataset for the demo."""
 
 
+def augmented(ds: tf.data.Dataset, mode: str, seed: int) -> tf.data.Dataset:
+    """Parsed examples of serialised ``ds``, each augmented by ``mode`` (bloodcell.train.augment)
+    with the stateless seed (``seed``, its index in ``ds``)."""
+    if mode == "none":
+        return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def one(index: tf.Tensor, serialised: tf.Tensor) -> dict[str, tf.Tensor]:
+        ex = parse(serialised)
+        image, boxes = augment(ex["image"], ex["boxes"], mode,
+                               tf.stack([tf.constant(seed, tf.int64), index]))
+        return {**ex, "image": image, "boxes": boxes}
+
+    return ds.enumerate().map(one, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def dataset(files: Sequence[str], batch: int, kind: str, *, shuffle_seed: int | None = None,
-            anchors: tuple[tuple[float, float], ...] = (), match_iou: float = 0.7
-            ) -> tf.data.Dataset:
+            anchors: tuple[tuple[float, float], ...] = (), match_iou: float = 0.7,
+            augment_mode: str = "none") -> tf.data.Dataset:
     """Batches of (image uint8, label): ``kind`` "classifier" gives (B, 10) multi-hot labels,
-    "detector" (B, 14, 14, A, 15) targets. ``shuffle_seed`` None keeps the file order."""
+    "detector" (B, 14, 14, A, 15) targets. ``shuffle_seed`` None keeps the file order;
+    ``augment_mode`` (training only) is seeded by ``shuffle_seed``."""
     ds = tf.data.TFRecordDataset(list(files))
     if shuffle_seed is not None:
         ds = ds.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=False)
+    if augment_mode != "none" and shuffle_seed is None:
+        raise ValueError("augmentation is for training batches, which have a shuffle seed")
 
     def label(ex: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         if kind == "classifier":
             return ex["image"], multi_hot(ex["classes"])
         return ex["image"], detector_targets(ex["boxes"], ex["classes"], anchors, match_iou)
 
-    ds = ds.map(lambda s: label(parse(s)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = augmented(ds, augment_mode, shuffle_seed or 0).map(
+        label, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def mixed(files: Sequence[str], real_files: Sequence[str], share: float, n_images: int,
-          batch: int, seed: int, anchors: tuple[tuple[float, float], ...], match_iou: float
-          ) -> tf.data.Dataset:
+          batch: int, seed: int, anchors: tuple[tuple[float, float], ...], match_iou: float,
+          augment_mode: str = "none") -> tf.data.Dataset:
     """One epoch of detector batches of ``n_images`` images, ``round(share * n_images)`` of them
     real tiles (drawn from the seeded, repeated real shard) and the rest the first synthetic
-    images of a seeded shuffle, interleaved in a seeded order: deterministic for a seed."""
+    images of a seeded shuffle, interleaved in a seeded order, each augmented by
+    ``augment_mode``: deterministic for a seed."""
     import numpy as np
 
     n_real = int(round(share * n_images))
@@ -60,7 +81,7 @@ def mixed(files: Sequence[str], real_files: Sequence[str], share: float, n_image
     def label(ex: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         return ex["image"], detector_targets(ex["boxes"], ex["classes"], anchors, match_iou)
 
-    ds = ds.map(lambda s: label(parse(s)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = augmented(ds, augment_mode, seed).map(label, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -69,6 +69,8 @@ class TrainConfig:
     """Share of each detector epoch's images drawn from real tiles (when a real shard is given)."""
     head: str = "plain"
     """The detector head (bloodcell.model.network.HEADS)."""
+    augment: str = "none"
+    """Training-tile augmentation (bloodcell.train.augment.MODES)."""
 
 
 def setup(cfg: TrainConfig) -> None:
@@ -198,11 +200,12 @@ def datasets(cfg: TrainConfig, files: tuple[list[str], list[str], tuple[str, ...
     train_files, valid_files, real_files = files
     kw = {"anchors": cfg.anchors, "match_iou": cfg.match_iou}
     seed = cfg.seed * 1000 + epoch
+    aug = {"augment_mode": cfg.augment}
     if real_files and cfg.real_share > 0:
         train = data.mixed(train_files, real_files, cfg.real_share, n_images, cfg.batch, seed,
-                           **kw)
+                           **kw, **aug)
     else:
-        train = data.dataset(train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw)
+        train = data.dataset(train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw, **aug)
     return train, data.dataset(valid_files, cfg.batch, cfg.kind, **kw)
 
 

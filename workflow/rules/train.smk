@@ -64,6 +64,7 @@ rule train_detector:
         class_loss=param("train_detector.class_loss"),
         obj_loss=param("train_detector.obj_loss"),
         box_loss=param("train_detector.box_loss"),
+        augment=param("train_detector.augment"),
         select=param("train_detector.select"),
         map_score_threshold=param("evaluate.map_score_threshold"),
         nms_iou=param("decode.nms_iou"),
@@ -77,7 +78,7 @@ rule train_detector:
         " --head {params.head}"
         " --lambda {params.lambda_coord} {params.lambda_noobj} {params.lambda_class}"
         " --class-loss {params.class_loss} --obj-loss {params.obj_loss}"
-        " --box-loss {params.box_loss}"
+        " --box-loss {params.box_loss} --augment {params.augment}"
         " --select {params.select}"
         " --map-score-threshold {params.map_score_threshold}"
         " --nms-iou {params.nms_iou}{params.real}"
