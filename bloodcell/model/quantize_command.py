@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import warnings
 from pathlib import Path
 
 from bloodcell.common.cli_args import positive_int
@@ -79,7 +80,9 @@ def main(a: argparse.Namespace) -> None:
         tiles = quantize.calibration_tiles(record_files(a.calibration), a.tiles)
     except ValueError as e:
         raise UserError(f"--calibration: {e}; lower --tiles or add shard folders") from None
-    flatbuffer = quantize.to_tflite(net, tiles, "int8", a.float_output_conv)
+    with warnings.catch_warnings():  # the converter's note on the uint8 input's statistics:
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # scale 1, by design
+        flatbuffer = quantize.to_tflite(net, tiles, "int8", a.float_output_conv)
     write_with_flatbuffer(a.model, a.out, flatbuffer, {
         "mode": "int8", "float_output_conv": bool(a.float_output_conv),
         "sha256": hashlib.sha256(flatbuffer).hexdigest(),
