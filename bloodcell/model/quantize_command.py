@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
                        "The trained model is only read.")
     p.add_argument("model", type=Path, help="trained detector (models/detector.keras)")
     p.add_argument("--calibration", type=Path, nargs="+", required=True,
-                   help="train or valid shard folders (data/synth/train-0 ...), read in order")
+                   help="train or valid shard folders (data/synth/train-0 ..., or "
+                   "data/real_tiles for real smears), read in order")
     p.add_argument("--out", type=Path, required=True,
                    help="the int8 model to write, a new .keras file (models/detector-int8.keras)")
     p.add_argument("--tiles", type=positive_int, default=200,
