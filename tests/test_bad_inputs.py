@@ -1058,6 +1058,12 @@ def _(ctx: Ctx) -> Run:
     return Run(quantize_args(ctx, Path(model), out=Path(model)), needles=("--out", "new file"))
 
 
+@case("quantize", "out-is-another-model")
+def _(ctx: Ctx) -> Run:
+    other = Path(shutil.copy(ctx.world.detector, ctx.dir / "mine.keras"))
+    return Run(quantize_args(ctx, out=other), needles=(other, "not made by"))
+
+
 @case("quantize", "out-not-keras")
 def _(ctx: Ctx) -> Run:
     return Run(quantize_args(ctx, out=ctx.dir / "q.tflite"), needles=("--out", ".keras"),

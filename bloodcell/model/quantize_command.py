@@ -75,6 +75,9 @@ def main(a: argparse.Namespace) -> None:
     check_args(a)
     if read_flatbuffer(a.model) is not None:
         raise UserError(f"{a.model} is already quantised; give the trained float model")
+    if a.out.exists() and (a.out.is_dir() or read_flatbuffer(a.out) is None):
+        raise UserError(f"--out {a.out} exists and was not made by `bloodcell quantize`; give "
+                        "a new file name, or delete it yourself")
     set_tf_threads()
     net = load_detector(a.model)
     try:
