@@ -40,6 +40,12 @@ HEALTHY_IDX: int = CLASS_INDEX["_"]
 RBC_IDX: tuple[int, ...] = (INFECTED_IDX, HEALTHY_IDX)
 """Class indices of red cells, infected and healthy."""
 
+CELL_KIND: tuple[int, ...] = tuple(
+    0 if i in (*WBC_IDX, PARTIAL_IDX) else 3 if i in RBC_IDX else 1 + PLATELET_IDX.index(i)
+    for i in range(len(CLASS_NAMES)))
+"""Kind of cell of each class index: 0 white cells (types and partial), 1 thrombocytes,
+2 clumps, 3 red cells (infected or healthy). Two boxes of one kind on one cell are one cell."""
+
 UNTYPED_WBC = "WBC"
 """A white cell whose annotation does not name its type (BCCD's ``WBC``). Its label index is
 UNTYPED_WBC_INDEX: it trains the box and objectness terms, not the class term, and evaluation

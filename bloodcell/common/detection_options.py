@@ -14,13 +14,17 @@ from bloodcell.common.tile import TILE_PX
 
 
 def add_decode(p: argparse.ArgumentParser) -> None:
-    """--anchors (from the model's card unless given), --score-threshold, --nms-iou."""
+    """--anchors (from the model's card unless given), --score-threshold, --nms-iou, --tta."""
     p.add_argument("--anchors", type=typed("anchors", parse_anchors_arg), default=None,
                    help="anchor sizes WxH in 16-px grid units; default: the ones the model was "
                    "trained with (stored in its file); a different value is refused")
     param_option(p, "--score-threshold", key="decode.score_threshold", type=float,
                  help="boxes must score above this (class probability x objectness)")
     param_option(p, "--nms-iou", key="decode.nms_iou", type=float, help="per-class NMS IoU")
+    param_option(p, "--tta", key="decode.tta", choices=("none", "flips", "dihedral"),
+                 help="test-time augmentation: also detect each tile mirrored (flips: 4 views) "
+                 "or mirrored and transposed (dihedral: 8) and fuse the boxes; that many times "
+                 "slower")
 
 
 def parse_anchors_arg(text: str):

@@ -68,11 +68,12 @@ class Detector:
     def load(cls, path: str | Path,
              score_threshold: float = param_default("decode.score_threshold"),
              nms_iou: float = param_default("decode.nms_iou"),
-             anchors=None, slide=None) -> Detector:
+             anchors=None, slide=None, tta: str = param_default("decode.tta")) -> Detector:
         """Load a trained detector ``.keras`` file (one made by ``bloodcell quantize`` runs
         through TFLite). ``anchors``: None takes the model's own (its card); ``slide``: a
         bloodcell.detect.whole_smear.SlideConfig (default: tiles overlapping by
-        DEFAULT_OVERLAP_PX, second pass on). UserError for a missing or foreign file."""
+        DEFAULT_OVERLAP_PX, second pass on); ``tta``: none, flips or dihedral
+        (bloodcell.model.tta). UserError for a missing or foreign file."""
         from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
         from bloodcell.common.tf_threads import set_tf_threads
         from bloodcell.common.tile import MODEL_RBC_PX
@@ -87,7 +88,7 @@ class Detector:
                             "of a models/detector.keras")
         set_tf_threads()
         own = model_anchors(path, anchors, ORIGINAL_ANCHORS)
-        fn = tile_function(path, own, DecodeConfig(score_threshold, nms_iou))
+        fn = tile_function(path, own, DecodeConfig(score_threshold, nms_iou, tta=tta))
         return cls(path, fn, own, slide or SlideConfig(overlap=DEFAULT_OVERLAP_PX),
                    model_rbc_diameter(path, MODEL_RBC_PX))
 

@@ -219,7 +219,8 @@ def main(a: argparse.Namespace) -> None:
     if not a.model.is_file():
         raise UserError(f"{a.model} does not exist: train first (snakemake) or pass --model")
     check_output(a.out, "detect", [*a.inputs, a.model])
-    detector = Detector.load(a.model, a.score_threshold, a.nms_iou, a.anchors, slide_config(a))
+    detector = Detector.load(a.model, a.score_threshold, a.nms_iou, a.anchors, slide_config(a),
+                             tta=a.tta)
     if a.rbc_diameter == "auto":
         scale: float | str = "auto"
     else:

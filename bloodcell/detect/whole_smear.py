@@ -34,22 +34,20 @@ import numpy as np
 import pandas as pd
 
 from bloodcell.common.boxes import candidate_pairs, grown, pair_ios, pair_iou
-from bloodcell.common.classes import CLASS_NAMES, PLATELET_IDX, RBC_IDX
+from bloodcell.common.classes import CELL_KIND
 from bloodcell.common.classes import INFECTED_IDX as INFECTED
 from bloodcell.common.classes import PARTIAL_IDX as PARTIAL
 from bloodcell.common.classes import PLATELET_IDX as PLATELETS
 from bloodcell.common.classes import WBC_IDX as WBC
 from bloodcell.common.param_defaults import param_default
 from bloodcell.common.tile import TILE_PX as TILE
+from bloodcell.model.tta import ViewFusion
 
 if TYPE_CHECKING:  # bloodcell.model.inference loads TensorFlow; the CLI parsers import this module
     from bloodcell.model.inference import TileFn
 
-KIND = np.zeros(len(CLASS_NAMES), np.int64)
-KIND[list(PLATELET_IDX)] = (1, 2)
-KIND[list(RBC_IDX)] = 3
-"""Kind of each class for merging: 0 white cells (types and partial), 1 thrombocytes, 2 clumps,
-3 RBCs (infected or healthy). Two boxes of one kind on one cell are one cell."""
+KIND = np.asarray(CELL_KIND, np.int64)
+"""Kind of each class for merging (bloodcell.common.classes.CELL_KIND)."""
 
 
 MERGE_METRICS = ("iou", "ios")
@@ -433,8 +431,16 @@ def clip_to_image(dets: pd.DataFrame, width: int, height: int) -> pd.DataFrame:
 
 
 def detect_slide(detect: TileFn, image: np.ndarray, cfg: SlideConfig) -> pd.DataFrame:
-    """Detections (class_idx, score, x, y, w, h px, top-left) on an RGB uint8 image of any size."""
+    """Detections (class_idx, score, x, y, w, h px, top-left) on an RGB uint8 image of any size.
+    A test-time-augmented ``detect`` (bloodcell.model.tta.ViewFusion) runs this on each mirrored
+    view of the whole image and fuses the views before the final merge."""
     height, width = image.shape[:2]
+    if isinstance(detect, ViewFusion):
+        dets = detect.on_image(lambda view: detect_slide(detect.per_view, view, cfg), image)
+        dets = class_nms(dets.assign(cut=False), cfg.merge_iou, metric=cfg.merge_metric)
+        dets = dets.sort_values(["y", "x", "class_idx"], kind="mergesort")
+        return clip_to_image(dets, width, height)[["class_idx", "score", "x", "y", "w", "h"]
+                                                  ].reset_index(drop=True)
     padded = pad_to_tile(image)
     origins = [(x, y) for y in tile_origins(padded.shape[0], cfg.stride)
                for x in tile_origins(padded.shape[1], cfg.stride)]

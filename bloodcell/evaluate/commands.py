@@ -54,8 +54,8 @@ def main_evaluate(a: argparse.Namespace) -> None:
     from bloodcell.model.decode import DecodeConfig
 
     set_tf_threads()
-    cfg = EvalConfig(model_anchors(a), DecodeConfig(a.score_threshold, a.nms_iou), a.max_dets,
-                     a.rbc_iou, a.map_score_threshold)
+    decode = DecodeConfig(a.score_threshold, a.nms_iou, tta=a.tta)
+    cfg = EvalConfig(model_anchors(a), decode, a.max_dets, a.rbc_iou, a.map_score_threshold)
     hist = dict(zip(("classifier", "detector"), a.histories))
     inputs = [a.shards, a.model, *a.histories]
     with atomic_dir(a.plots, a.command, inputs, [a.figures, a.metrics]) as plots_tmp, \
@@ -75,7 +75,7 @@ def main_evaluate_slides(a: argparse.Namespace) -> None:
     set_tf_threads()
     cfg = slide_config(a)
     with atomic_dir(a.figures, a.command, [a.slides, a.model], [a.metrics]) as fig_tmp:
-        decode = DecodeConfig(a.score_threshold, a.nms_iou)
+        decode = DecodeConfig(a.score_threshold, a.nms_iou, tta=a.tta)
         result = run(a.model, a.slides, model_anchors(a), decode, cfg, a.metrics, fig_tmp)
     for v in ("first_pass_only", "second_pass"):
         r = result[v]

@@ -453,7 +453,7 @@ def main(a: argparse.Namespace) -> None:
     set_tf_threads()
     cfg = ScoreConfig(a.score_threshold, a.map_score_threshold, a.max_dets, a.merge_iou)
     low = DecodeConfig(min(a.score_threshold, a.map_score_threshold), a.nms_iou,
-                       groups=model_groups(cmap))
+                       groups=model_groups(cmap), tta=a.tta)
     detect = tile_function(a.model, model_anchors(a), low)
     slide_cfg = slide_config(a)
     args = (ann.images, ann.objects, cmap, detect, slide_cfg, cfg, a.scale, a.rbc_diameter,

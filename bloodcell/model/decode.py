@@ -37,6 +37,9 @@ class DecodeConfig:
     max_boxes: int = 300
     groups: tuple[int, ...] | None = None
     """Group of each of the 10 classes (-1: none) for grouped scoring; None: best class."""
+    tta: str = param_default("decode.tta")
+    """Test-time augmentation of detection (bloodcell.model.tta; runtime.tile_function applies
+    it): none, flips or dihedral. Training's validation never uses it."""
 
 
 def best_class(probs: tf.Tensor, groups: tuple[int, ...] | None) -> tuple[tf.Tensor, tf.Tensor]:

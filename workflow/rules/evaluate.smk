@@ -26,6 +26,7 @@ rule evaluate:
         anchors=param("model.anchors"),
         score_threshold=param("decode.score_threshold"),
         nms_iou=param("decode.nms_iou"),
+        tta=param("decode.tta"),
         max_dets=param("evaluate.max_dets"),
         rbc_iou=param("evaluate.rbc_iou"),
         map_score_threshold=param("evaluate.map_score_threshold"),
@@ -33,7 +34,7 @@ rule evaluate:
         "bloodcell --log {log} evaluate --shards data/synth --model {input.model}"
         " --histories {input.histories} --anchors {params.anchors}"
         " --score-threshold {params.score_threshold} --nms-iou {params.nms_iou}"
-        " --max-dets {params.max_dets} --rbc-iou {params.rbc_iou}"
+        " --tta {params.tta} --max-dets {params.max_dets} --rbc-iou {params.rbc_iou}"
         " --map-score-threshold {params.map_score_threshold}"
         " --metrics {output.metrics} --plots {output.plots} --figures {output.figures}"
 
@@ -64,6 +65,7 @@ rule evaluate_slides:
         anchors=param("model.anchors"),
         score_threshold=param("decode.score_threshold"),
         nms_iou=param("decode.nms_iou"),
+        tta=param("decode.tta"),
         overlap=param("slide_detection.overlap"),
         merge_metric=param("slide_detection.merge_metric"),
         merge_iou=param("slide_detection.merge_iou"),
@@ -71,7 +73,7 @@ rule evaluate_slides:
     shell:
         "bloodcell --log {log} evaluate-slides --slides {input.slides} --model {input.model}"
         " --anchors {params.anchors} --score-threshold {params.score_threshold}"
-        " --nms-iou {params.nms_iou} --overlap {params.overlap}"
+        " --nms-iou {params.nms_iou} --tta {params.tta} --overlap {params.overlap}"
         " --merge-metric {params.merge_metric} --merge-iou {params.merge_iou}"
         " --adjacency-px {params.adjacency_px}"
         " --metrics {output.metrics} --figures {output.figures}"

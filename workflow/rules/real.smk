@@ -145,6 +145,7 @@ rule evaluate_real:
         anchors=param("model.anchors"),
         score_threshold=param("decode.score_threshold"),
         nms_iou=param("decode.nms_iou"),
+        tta=param("decode.tta"),
         overlap=param("slide_detection.overlap"),
         merge_metric=param("slide_detection.merge_metric"),
         merge_iou=param("slide_detection.merge_iou"),
@@ -157,7 +158,7 @@ rule evaluate_real:
         " {params.e[list_arg]} --rbc-diameter {params.e[rbc_diameter]}"
         " --model {input.model} --anchors {params.anchors}"
         " --score-threshold {params.score_threshold} --nms-iou {params.nms_iou}"
-        " --overlap {params.overlap} --merge-metric {params.merge_metric}"
+        " --tta {params.tta} --overlap {params.overlap} --merge-metric {params.merge_metric}"
         " --merge-iou {params.merge_iou} --adjacency-px {params.adjacency_px}"
         " --map-score-threshold {params.map_score_threshold}"
         " --max-dets {params.max_dets}"

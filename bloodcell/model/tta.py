@@ -1,0 +1,163 @@
+"""Test-time augmentation: the detector also runs on mirrored (and transposed) copies of an
+image, whose boxes are mapped back and fused.
+
+View ``k`` of an image (0 <= k < 8) transposes it when bit 2 is set, then mirrors it left-right
+(bit 0) and top-bottom (bit 1); ``flips`` uses views 0-3 (the identity, both mirrors and the
+half turn), ``dihedral`` all eight. Boxes found in a view are mapped back to the image's own
+frame; boxes of one kind of cell (bloodcell.common.classes.CELL_KIND: views may disagree on a
+white cell's type or on whether a red cell is infected) that overlap the best remaining box of
+that kind by IoU >= FUSE_IOU are one cell. Its box is the score-weighted mean of theirs, its class
+the one with the largest summed score, and its score the sum, over views, of each view's best
+score there, divided by the number of views (a cell seen in one view of four keeps a quarter of
+its score). This is weighted box fusion (Solovyev et al. 2021) within one image.
+
+A whole slide is mirrored as a whole and tiled again (bloodcell.detect.whole_smear.detect_slide),
+so each view's tiles also sit at another offset to the cells whenever the image's size is not a
+multiple of the tile grid; a lone 224 tile (the test split) is mirrored in place.
+Boxes here are x, y, w, h pixels (top-left origin) unless a name says y1x1y2x2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bloodcell.common.boxes import box_iou
+from bloodcell.common.classes import CELL_KIND
+
+TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+
+VIEWS = {"none": 1, "flips": 4, "dihedral": 8}
+"""tta mode -> number of views (the first N of the eight)."""
+FUSE_IOU = 0.55
+"""IoU with a cluster's best box at which a box of the same class joins it (WBF's customary)."""
+
+
+def view_of(images: np.ndarray, k: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """View ``k`` of an image (H, W, C) or, with ``axes=(1, 2)``, of a batch (B, H, W, C):
+    transpose (bit 2), then mirror along x (bit 0) and y (bit 1)."""
+    y_axis, x_axis = axes
+    out = np.swapaxes(images, y_axis, x_axis) if k & 4 else images
+    if k & 1:
+        out = np.flip(out, x_axis)
+    if k & 2:
+        out = np.flip(out, y_axis)
+    return np.ascontiguousarray(out)
+
+
+def boxes_from_view(xywh: np.ndarray, k: int, width: int, height: int) -> np.ndarray:
+    """Boxes (n, 4) x, y, w, h found in view ``k`` (``width`` x ``height`` px, the view's own
+    size) -> the same boxes in the original image (the view's steps undone in reverse order)."""
+    x, y, w, h = (xywh[:, i] for i in range(4))
+    if k & 2:
+        y = height - y - h
+    if k & 1:
+        x = width - x - w
+    if k & 4:
+        x, y, w, h = y, x, h, w
+    return np.stack([x, y, w, h], axis=1)
+
+
+def fuse(xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, views: np.ndarray,
+         n_views: int, iou: float = FUSE_IOU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes of all views of one image -> fused (boxes x, y, w, h; scores; class indices 0..9),
+    by descending score (module docstring). ``views``: the view index of each box."""
+    out_b, out_s, out_c = [], [], []
+    kinds = np.asarray(CELL_KIND)[classes]
+    for kind in np.unique(kinds):
+        idx = np.flatnonzero(kinds == kind)
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        b, s, v, cls = xywh[idx], scores[idx], views[idx], classes[idx]
+        overlap = box_iou(b, b)
+        free = np.ones(len(idx), bool)
+        for i in range(len(idx)):
+            if not free[i]:
+                continue
+            member = free & (overlap[i] >= iou)
+            member[i] = True
+            free &= ~member
+            w = s[member]
+            out_b.append((b[member] * w[:, None]).sum(axis=0) / w.sum())
+            best = [w[v[member] == view].max() for view in np.unique(v[member])]
+            out_s.append(min(1.0, float(np.sum(best)) / n_views))
+            votes = np.bincount(cls[member], weights=w, minlength=len(CELL_KIND))
+            out_c.append(int(np.argmax(votes)))
+    order = np.argsort(-np.asarray(out_s, float), kind="stable")
+    return (np.asarray(out_b, float).reshape(-1, 4)[order], np.asarray(out_s, float)[order],
+            np.asarray(out_c, np.int64)[order])
+
+
+def fuse_frames(frames: list[pd.DataFrame], n_views: int, score_threshold: float
+                ) -> pd.DataFrame:
+    """Per-view detection tables (class_idx, score, x, y, w, h in the original image, view
+    ``k`` at position k) -> one fused table with those columns, scores above
+    ``score_threshold`` only."""
+    both = pd.concat([f.assign(view=k) for k, f in enumerate(frames)], ignore_index=True)
+    xywh = both[["x", "y", "w", "h"]].to_numpy(float)
+    b, s, c = fuse(xywh, both["score"].to_numpy(float), both["class_idx"].to_numpy(np.int64),
+                   both["view"].to_numpy(), n_views)
+    out = pd.DataFrame({"class_idx": c, "score": s, "x": b[:, 0], "y": b[:, 1], "w": b[:, 2],
+                        "h": b[:, 3]})
+    return out[out["score"] > score_threshold].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ViewFusion:
+    """A tile detector with test-time augmentation. ``per_view`` decodes down to
+    ``score_threshold`` (a view that misses a cell adds 0 to its mean). Called on tiles
+    (B, 224, 224, 3) uint8 RGB, it fuses each tile's views and returns the decoder's arrays
+    (boxes y1x1y2x2, scores, classes, valid counts) with fused scores above ``score_threshold``;
+    :meth:`on_image` fuses whole-image views of any detection function instead (whole slides)."""
+
+    per_view: TileFn
+    views: int
+    score_threshold: float
+
+    def on_image(self, detect_image: Callable[[np.ndarray], pd.DataFrame],
+                 image: np.ndarray) -> pd.DataFrame:
+        """``detect_image`` (H, W, 3) -> (class_idx, score, x, y, w, h) run on every view of
+        ``image`` and fused (scores above score_threshold)."""
+        frames = []
+        for k in range(self.views):
+            view = view_of(image, k)
+            d = detect_image(view)
+            back = boxes_from_view(d[["x", "y", "w", "h"]].to_numpy(float), k,
+                                   view.shape[1], view.shape[0])
+            frames.append(d.assign(x=back[:, 0], y=back[:, 1], w=back[:, 2], h=back[:, 3]))
+        return fuse_frames(frames, self.views, self.score_threshold)
+
+    def __call__(self, tiles: np.ndarray) -> tuple[np.ndarray, ...]:
+        tiles = np.asarray(tiles)
+        size = tiles.shape[2], tiles.shape[1]
+        runs = [self.per_view(view_of(tiles, k, axes=(1, 2))) for k in range(self.views)]
+        fused = []
+        for t in range(len(tiles)):
+            frames = []
+            for k, (boxes, scores, classes, valid) in enumerate(runs):
+                n = int(valid[t])
+                b = boxes[t, :n].astype(float)  # y1, x1, y2, x2
+                xywh = np.stack([b[:, 1], b[:, 0], b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]], 1)
+                back = boxes_from_view(xywh, k, *size)
+                frames.append(pd.DataFrame({"class_idx": classes[t, :n].astype(np.int64),
+                                            "score": scores[t, :n].astype(float),
+                                            "x": back[:, 0], "y": back[:, 1],
+                                            "w": back[:, 2], "h": back[:, 3]}))
+            fused.append(fuse_frames(frames, self.views, self.score_threshold))
+        return decoder_arrays(fused)
+
+
+def decoder_arrays(per_tile: list[pd.DataFrame]) -> tuple[np.ndarray, ...]:
+    """Per-tile tables (class_idx, score, x, y, w, h) -> the decoder's padded arrays: boxes
+    (B, N, 4) y1x1y2x2 float32, scores, classes (float32, as NMS gives them), valid counts."""
+    width = max([len(f) for f in per_tile] + [1])
+    boxes = np.zeros((len(per_tile), width, 4), np.float32)
+    scores = np.zeros((len(per_tile), width), np.float32)
+    classes = np.zeros((len(per_tile), width), np.float32)
+    for t, f in enumerate(per_tile):
+        n = len(f)
+        boxes[t, :n] = np.stack([f["y"], f["x"], f["y"] + f["h"], f["x"] + f["w"]], axis=1)
+        scores[t, :n], classes[t, :n] = f["score"], f["class_idx"]
+    return boxes, scores, classes, np.array([len(f) for f in per_tile], np.int32)

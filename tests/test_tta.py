@@ -1,0 +1,134 @@
+"""Test-time augmentation (bloodcell.model.tta): views map boxes back exactly, fusion merges one
+cell's boxes across views, and whole slides fuse whole-image views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bloodcell.common.classes import CLASS_INDEX
+from bloodcell.detect.whole_smear import SlideConfig, detect_slide
+from bloodcell.model.tta import VIEWS, ViewFusion, boxes_from_view, fuse, fuse_frames, view_of
+
+RBC, INFECTED = CLASS_INDEX["_"], CLASS_INDEX["Infected"]
+NEUTRO, BASO = CLASS_INDEX["Neutrophil"], CLASS_INDEX["Basophil"]
+
+
+def bright_box(image: np.ndarray) -> np.ndarray:
+    """x, y, w, h of the pixels above 128 in an (H, W, 3) image (one bright rectangle)."""
+    ys, xs = np.nonzero(image[..., 0] > 128)
+    return np.array([xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()], float)
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_each_view_maps_its_boxes_back_onto_the_original(k):
+    image = np.zeros((70, 110, 3), np.uint8)
+    image[12:31, 40:47] = 255  # x 40, y 12, w 7, h 19: not symmetric in any view
+    view = view_of(image, k)
+    assert view.shape[:2] == ((110, 70) if k & 4 else (70, 110))
+    back = boxes_from_view(bright_box(view)[None], k, view.shape[1], view.shape[0])
+    np.testing.assert_allclose(back[0], [40, 12, 7, 19])
+
+
+def test_batch_views_equal_image_views():
+    tiles = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    for k in range(8):
+        batch = view_of(tiles, k, axes=(1, 2))
+        for t in range(3):
+            np.testing.assert_array_equal(batch[t], view_of(tiles[t], k))
+
+
+def test_one_cell_seen_in_every_view_becomes_one_box_with_the_mean_score():
+    boxes = np.array([[10, 10, 30, 30], [12, 10, 30, 30], [10, 12, 30, 30], [11, 11, 30, 30]],
+                     float)
+    scores = np.array([0.8, 0.6, 0.4, 0.2])
+    b, s, c = fuse(boxes, scores, np.full(4, RBC), np.arange(4), 4)
+    assert len(b) == 1 and c[0] == RBC
+    assert s[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(b[0], (boxes * scores[:, None]).sum(0) / scores.sum())
+
+
+def test_a_cell_seen_in_one_view_keeps_a_share_of_its_score():
+    b, s, _ = fuse(np.array([[10, 10, 30, 30]], float), np.array([0.8]), np.array([RBC]),
+                   np.array([2]), 4)
+    assert s[0] == pytest.approx(0.2)
+
+
+def test_views_disagreeing_on_the_type_give_one_cell_of_the_stronger_type():
+    boxes = np.array([[50, 50, 60, 60]] * 4, float)
+    b, s, c = fuse(boxes, np.array([0.5, 0.4, 0.45, 0.3]), np.array([NEUTRO, BASO, BASO, BASO]),
+                   np.arange(4), 4)
+    assert len(b) == 1 and c[0] == BASO and s[0] == pytest.approx(0.4125)
+
+
+def test_different_kinds_of_cell_never_fuse_and_distant_boxes_stay_apart():
+    boxes = np.array([[10, 10, 30, 30], [10, 10, 30, 30], [100, 100, 30, 30]], float)
+    b, s, c = fuse(boxes, np.array([0.9, 0.9, 0.9]), np.array([RBC, NEUTRO, RBC]),
+                   np.zeros(3, int), 1)
+    assert len(b) == 3 and sorted(c.tolist()) == sorted([RBC, NEUTRO, RBC])
+
+
+def test_one_view_counts_once_per_cell():
+    """Two boxes of one view on one cell do not add up: the view's best score counts."""
+    boxes = np.array([[10, 10, 30, 30], [11, 10, 30, 30]], float)
+    _, s, c = fuse(boxes, np.array([0.9, 0.8]), np.array([INFECTED, RBC]), np.zeros(2, int), 1)
+    assert len(s) == 1 and s[0] == pytest.approx(0.9) and c[0] == INFECTED
+
+
+def square_finder(tiles: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A stand-in tile detector: one healthy RBC at the bright pixels of each tile, score 0.9
+    (the decoder's arrays: boxes y1x1y2x2, scores, classes, valid counts)."""
+    boxes = np.zeros((len(tiles), 1, 4), np.float32)
+    valid = np.zeros(len(tiles), np.int32)
+    for t, tile in enumerate(tiles):
+        if (tile[..., 0] > 128).any():
+            x, y, w, h = bright_box(tile)
+            boxes[t, 0], valid[t] = (y, x, y + h, x + w), 1
+    return (boxes, np.full((len(tiles), 1), 0.9, np.float32),
+            np.full((len(tiles), 1), RBC, np.float32), valid)
+
+
+@pytest.mark.parametrize("mode", ["flips", "dihedral"])
+def test_fused_tiles_keep_an_exact_detection_where_it_is(mode):
+    tiles = np.zeros((2, 224, 224, 3), np.uint8)
+    tiles[0, 20:50, 100:131] = 255
+    boxes, scores, classes, valid = ViewFusion(square_finder, VIEWS[mode], 0.2)(tiles)
+    assert valid.tolist() == [1, 0]
+    np.testing.assert_allclose(boxes[0, 0], [20, 100, 50, 131], atol=1e-4)
+    assert scores[0, 0] == pytest.approx(0.9) and classes[0, 0] == RBC
+
+
+def test_a_whole_slide_fuses_whole_image_views_in_its_own_pixels():
+    slide = np.zeros((300, 500, 3), np.uint8)
+    slide[200:240, 380:420] = 255  # beyond the first tile in both directions
+    cfg = SlideConfig(overlap=45, second_pass=False)
+    plain = detect_slide(square_finder, slide, cfg)
+    fused = detect_slide(ViewFusion(square_finder, 4, 0.2), slide, cfg)
+    assert len(plain) == len(fused) == 1
+    np.testing.assert_allclose(fused[["x", "y", "w", "h"]].to_numpy()[0], [380, 200, 40, 40],
+                               atol=1e-4)
+    assert fused["score"].iloc[0] == pytest.approx(0.9)
+
+
+def test_fused_scores_at_or_below_the_threshold_are_dropped():
+    one = pd.DataFrame({"class_idx": [RBC], "score": [0.6], "x": [0.0], "y": [0.0], "w": [9.0],
+                        "h": [9.0]})
+    empty = one.iloc[:0]
+    assert len(fuse_frames([one, empty, empty, empty], 4, 0.15)) == 0  # 0.6 / 4 = 0.15
+    assert len(fuse_frames([one, one, empty, empty], 4, 0.15)) == 1
+
+
+def test_detect_with_tta_is_deterministic_and_says_so(snakemake_run, tmp_path, capsys):
+    from bloodcell.cli import main
+
+    slide = sorted((snakemake_run / "data" / "slides" / "images").iterdir())[0]
+    model = snakemake_run / "models" / "detector.keras"
+    outs = []
+    for name in ("one", "two"):
+        assert main(["detect", str(slide), "--out", str(tmp_path / name), "--model", str(model),
+                     "--tta", "flips"]) == 0
+        assert "test-time augmentation: flips (4 views)" in capsys.readouterr().err
+        outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).rglob("*"))
+                     if p.is_file()})
+    assert outs[0] == outs[1] and "summary.csv" in outs[0]
