@@ -18,6 +18,13 @@ mAP@[.5:.95] on the test shards (as ``bloodcell evaluate``), and each path's tim
 difference to TensorFlow float32. The int8 model is converted twice to check the bytes are equal.
 
     python benchmarks/inference_speed.py --model models/detector.keras --int8 --shards data/synth
+
+``--tta`` (instead of the tile and slide timings) times whole slides through
+bloodcell.detect.whole_smear.detect_slide with each test-time augmentation mode (decode.tta:
+none, flips, dihedral; bloodcell.model.tta), paths interleaved, and prints seconds per slide and
+each mode's time over ``none``'s.
+
+    python benchmarks/inference_speed.py --model models/detector.keras --tta --slides data/slides
 """
 
 from __future__ import annotations
@@ -93,6 +100,36 @@ def slides(detect, folder: Path, repeats: int) -> None:
         times = [best_of(lambda: one(path), 1) for _ in range(repeats)]
         print(f"slide {path.name} ({shape[1]}x{shape[0]}): {statistics.median(times):.3f} s "
               f"end to end, {n} cells")
+
+
+def tta_slides(detect, folder: Path, repeats: int) -> None:
+    """Seconds per slide (read, detect with the second pass, merge) for each tta mode."""
+    import numpy as np
+
+    from bloodcell.detect.smear_reader import read_smear
+    from bloodcell.detect.whole_smear import DEFAULT_OVERLAP_PX, SlideConfig, detect_slide
+    from bloodcell.model.tta import VIEWS, ViewFusion
+
+    paths = sorted(folder.glob("images/*.png"))[:3]
+    if not paths:
+        raise SystemExit(f"--tta needs slides: no {folder}/images/*.png")
+    cfg = SlideConfig(overlap=DEFAULT_OVERLAP_PX)
+    modes = {m: detect if n == 1 else ViewFusion(detect, n, 0.2) for m, n in VIEWS.items()}
+    images = [np.ascontiguousarray(read_smear(p)[:, :, ::-1]) for p in paths]
+    for fn in modes.values():
+        detect_slide(fn, images[0], cfg)  # compile and warm up
+    best = {m: [float("inf")] * len(images) for m in modes}
+    for _ in range(repeats):
+        for k, image in enumerate(images):
+            for m, fn in modes.items():
+                best[m][k] = min(best[m][k], best_of(lambda: detect_slide(fn, image, cfg), 1))
+    sizes = ", ".join(f"{im.shape[1]}x{im.shape[0]}" for im in images)
+    print(f"seconds per slide ({len(images)} slides of {folder}: {sizes}; best of {repeats}, "
+          "median over slides)")
+    ref = statistics.median(best["none"])
+    for m in modes:
+        t = statistics.median(best[m])
+        print(f"tta {m:10s}{t:8.3f} s  ({t / ref:4.2f} x none)")
 
 
 def quantised(net, model_path: Path, shards: Path, calibration: int, repeats: int) -> None:
@@ -195,6 +232,8 @@ def main() -> None:
     p.add_argument("--int8", action="store_true",
                    help="compare TF float32 with TFLite float32, int8 and dynamic-range int8 "
                         "(time and test-split mAP) instead of the tile and slide timings")
+    p.add_argument("--tta", action="store_true",
+                   help="time whole slides with each test-time augmentation mode instead")
     p.add_argument("--shards", type=Path, default=Path("data/synth"),
                    help="--int8: folder of train-*/valid-* (calibration) and test-* shards")
     p.add_argument("--calibration", type=int, default=200,
@@ -215,6 +254,12 @@ def main() -> None:
         if not trained:
             raise SystemExit(f"--int8 needs a trained model: {a.model} does not exist")
         quantised(net, a.model, a.shards, a.calibration, a.repeats)
+        return
+    if a.tta:
+        from bloodcell.model.card import model_anchors
+
+        anchors = model_anchors(a.model, None, ORIGINAL_ANCHORS) if trained else ORIGINAL_ANCHORS
+        tta_slides(tile_detector(net, anchors, DecodeConfig()), a.slides, a.repeats)
         return
     detect = tile_detector(net, ORIGINAL_ANCHORS, DecodeConfig())
     tiles(detect, net, a.repeats)
