@@ -132,3 +132,55 @@ def test_detect_with_tta_is_deterministic_and_says_so(snakemake_run, tmp_path, c
         outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).rglob("*"))
                      if p.is_file()})
     assert outs[0] == outs[1] and "summary.csv" in outs[0]
+
+
+def test_non_square_tiles_fuse_their_transposed_views_in_place():
+    tiles = np.zeros((1, 60, 100, 3), np.uint8)
+    tiles[0, 5:25, 70:90] = 255
+    boxes, scores, _, valid = ViewFusion(square_finder, 8, 0.2)(tiles)
+    assert valid.tolist() == [1] and scores[0, 0] == pytest.approx(0.9)
+    np.testing.assert_allclose(boxes[0, 0], [5, 70, 25, 90], atol=1e-4)
+
+
+def test_many_boxes_fuse_through_the_grid_as_all_pairs_would():
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 400, (300, 2))
+    boxes = np.concatenate([xy, rng.uniform(20, 40, (300, 2))], axis=1)
+    scores, views = rng.uniform(0.1, 1, 300), rng.integers(0, 4, 300)
+    classes = rng.choice([RBC, INFECTED, NEUTRO], 300)
+    b, s, c = fuse(boxes, scores, classes, views, 4)
+    # the same greedy clustering over every pair, written out plainly
+    from bloodcell.common.boxes import box_iou
+    from bloodcell.common.classes import CELL_KIND
+    kinds, count = np.asarray(CELL_KIND)[classes], 0
+    for kind in np.unique(kinds):
+        idx = np.flatnonzero(kinds == kind)
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        iou, free = box_iou(boxes[idx], boxes[idx]), np.ones(len(idx), bool)
+        for i in range(len(idx)):
+            if free[i]:
+                free &= ~(iou[i] >= 0.55)
+                free[i], count = False, count + 1
+    assert len(b) == count and np.all(np.diff(s) <= 0)
+
+
+def test_a_large_smear_read_by_region_is_mirrored_tile_by_tile(monkeypatch):
+    import bloodcell.detect.whole_smear as whole_smear
+
+    class Lazy:  # a smear read region by region: slicing only, never whole
+        def __init__(self, rgb):
+            self.rgb, self.shape, self.dtype = rgb, rgb.shape, rgb.dtype
+
+        def __getitem__(self, key):
+            return self.rgb[key].copy()
+
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("the whole smear was read")
+
+    slide = np.zeros((300, 500, 3), np.uint8)
+    slide[200:240, 380:420] = 255
+    monkeypatch.setattr(whole_smear, "WHOLE_VIEW_PX", 1000)
+    cfg = SlideConfig(overlap=45, second_pass=False)
+    fused = detect_slide(ViewFusion(square_finder, 4, 0.2), Lazy(slide), cfg)
+    np.testing.assert_allclose(fused[["x", "y", "w", "h"]].to_numpy(), [[380, 200, 40, 40]],
+                               atol=1e-4)

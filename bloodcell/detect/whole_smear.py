@@ -56,6 +56,10 @@ over the smaller box's area > merge_iou."""
 
 
 DEFAULT_OVERLAP_PX = param_default("slide_detection.overlap")
+
+WHOLE_VIEW_PX = 64_000_000
+"""Largest smear read region by region (pixels at the model's scale, about 190 MB in RGB) that
+test-time augmentation mirrors as a whole; a larger one is mirrored tile by tile."""
 """Default overlap of neighbouring tiles (20 % of 224, stride 179), the best of the variants
 measured on the synthetic slides (benchmarks/slide_variants.py): every RBC (about 34 px) lies
 whole in some tile, and with the second pass it gave the slides' mAP@0.5 within 0.02 of the
@@ -433,9 +437,13 @@ def clip_to_image(dets: pd.DataFrame, width: int, height: int) -> pd.DataFrame:
 def detect_slide(detect: TileFn, image: np.ndarray, cfg: SlideConfig) -> pd.DataFrame:
     """Detections (class_idx, score, x, y, w, h px, top-left) on an RGB uint8 image of any size.
     A test-time-augmented ``detect`` (bloodcell.model.tta.ViewFusion) runs this on each mirrored
-    view of the whole image and fuses the views before the final merge."""
+    view of the whole image and fuses the views before the final merge; a smear read region by
+    region (bloodcell.detect.smear_view.ScaledSmear) of more than WHOLE_VIEW_PX pixels is not
+    mirrored whole (that would hold it in memory): each of its tiles is mirrored in place."""
     height, width = image.shape[:2]
-    if isinstance(detect, ViewFusion):
+    if isinstance(detect, ViewFusion) and (isinstance(image, np.ndarray)
+                                           or height * width <= WHOLE_VIEW_PX):
+        image = np.asarray(image)
         dets = detect.on_image(lambda view: detect_slide(detect.per_view, view, cfg), image)
         dets = class_nms(dets.assign(cut=False), cfg.merge_iou, metric=cfg.merge_metric)
         dets = dets.sort_values(["y", "x", "class_idx"], kind="mergesort")

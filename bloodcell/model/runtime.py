@@ -10,6 +10,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from bloodcell.common.errors import UserError
 from bloodcell.common.tf_threads import cpu_threads
 from bloodcell.model.decode import DecodeConfig
 from bloodcell.model.inference import TileFn, load_detector, tile_detector
@@ -27,6 +28,8 @@ def tile_function(path: Path, anchors: tuple[tuple[float, float], ...],
     Either way: tiles (B, 224, 224, 3) uint8 RGB -> numpy NMS results. With ``cfg.tta`` it is a
     :class:`ViewFusion` (whole slides then fuse whole-image views,
     bloodcell.detect.whole_smear.detect_slide)."""
+    if cfg.tta not in VIEWS:
+        raise UserError(f"tta {cfg.tta!r} is not one of {', '.join(VIEWS)}")
     views = VIEWS[cfg.tta]
     per_view = replace(cfg, tta="none")
     if Path(path).suffix == ".keras" and (flatbuffer := read_flatbuffer(path)) is not None:

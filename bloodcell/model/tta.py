@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bloodcell.common.boxes import box_iou
+from bloodcell.common.boxes import box_iou, neighbours
 from bloodcell.common.classes import CELL_KIND
 
 TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
@@ -71,14 +71,15 @@ def fuse(xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, views: np.nd
         idx = np.flatnonzero(kinds == kind)
         idx = idx[np.argsort(-scores[idx], kind="stable")]
         b, s, v, cls = xywh[idx], scores[idx], views[idx], classes[idx]
-        overlap = box_iou(b, b)
+        indptr, near = neighbours(b)  # boxes that overlap: a grid index, not all pairs
         free = np.ones(len(idx), bool)
         for i in range(len(idx)):
             if not free[i]:
                 continue
-            member = free & (overlap[i] >= iou)
-            member[i] = True
-            free &= ~member
+            cand = near[indptr[i]:indptr[i + 1]]
+            cand = cand[free[cand]]
+            member = np.concatenate([[i], cand[box_iou(b[i], b[cand])[0] >= iou]])
+            free[member] = False
             w = s[member]
             out_b.append((b[member] * w[:, None]).sum(axis=0) / w.sum())
             best = [w[v[member] == view].max() for view in np.unique(v[member])]
@@ -131,8 +132,8 @@ class ViewFusion:
 
     def __call__(self, tiles: np.ndarray) -> tuple[np.ndarray, ...]:
         tiles = np.asarray(tiles)
-        size = tiles.shape[2], tiles.shape[1]
-        runs = [self.per_view(view_of(tiles, k, axes=(1, 2))) for k in range(self.views)]
+        views = [view_of(tiles, k, axes=(1, 2)) for k in range(self.views)]
+        runs = [self.per_view(view) for view in views]
         fused = []
         for t in range(len(tiles)):
             frames = []
@@ -140,7 +141,7 @@ class ViewFusion:
                 n = int(valid[t])
                 b = boxes[t, :n].astype(float)  # y1, x1, y2, x2
                 xywh = np.stack([b[:, 1], b[:, 0], b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]], 1)
-                back = boxes_from_view(xywh, k, *size)
+                back = boxes_from_view(xywh, k, views[k].shape[2], views[k].shape[1])
                 frames.append(pd.DataFrame({"class_idx": classes[t, :n].astype(np.int64),
                                             "score": scores[t, :n].astype(float),
                                             "x": back[:, 0], "y": back[:, 1],
