@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
-from public_preset import job_seconds, print_figures
+from public_preset import run_and_report
 from scratch import copy_pipeline
 
 
@@ -28,19 +26,14 @@ def main() -> None:
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--report-only", action="store_true")
     a = ap.parse_args()
-    if not a.report_only:
-        if a.workdir.exists():
-            raise SystemExit(f"{a.workdir} exists: pass a new --workdir (runs start from nothing)")
+    if not a.report_only and a.workdir.exists():
+        raise SystemExit(f"{a.workdir} exists: pass a new --workdir (runs start from nothing)")
+
+    def prepare() -> None:
         copy_pipeline(a.workdir)
         shutil.copy(a.workdir / "config" / f"params-{a.preset}.yaml", a.workdir / "params.yaml")
-        t0 = time.perf_counter()
-        subprocess.run(["snakemake", "--cores", str(a.cores)], cwd=a.workdir, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wall = time.perf_counter() - t0
-        print(f"{a.preset} preset end to end: {wall / 60:.1f} min wall on {a.cores} cores")
-    for job, s in job_seconds(a.workdir).items():
-        print(f"  {job:28s} {s:8.0f} s")
-    print_figures(a.workdir)
+
+    run_and_report(a.workdir, a.cores, a.preset, None if a.report_only else prepare)
 
 
 if __name__ == "__main__":
