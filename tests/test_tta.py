@@ -184,3 +184,10 @@ def test_a_large_smear_read_by_region_is_mirrored_tile_by_tile(monkeypatch):
     fused = detect_slide(ViewFusion(square_finder, 4, 0.2), Lazy(slide), cfg)
     np.testing.assert_allclose(fused[["x", "y", "w", "h"]].to_numpy(), [[380, 200, 40, 40]],
                                atol=1e-4)
+
+
+def test_the_metrics_name_the_mode_a_detector_runs():
+    from bloodcell.model.tta import tta_mode
+
+    assert [tta_mode(ViewFusion(square_finder, n, 0.2)) for n in (4, 8)] == ["flips", "dihedral"]
+    assert tta_mode(square_finder) == "none"

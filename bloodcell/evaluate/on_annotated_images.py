@@ -330,6 +330,7 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
 
     from bloodcell.common.json_files import write_json
     from bloodcell.detect.smear_reader import read_smear
+    from bloodcell.model.tta import tta_mode
 
     scored, ignored = map_objects(objects, cmap)
     gt_by, ign_by = dict(tuple(scored.groupby("image_id"))), dict(tuple(ignored.groupby(
@@ -372,6 +373,7 @@ def run(images: pd.DataFrame, objects: pd.DataFrame, cmap: ClassMap, detect: Cal
               "ignored_objects": int(ignored["image_id"].isin(set(ids)).sum()),
               "score_threshold": cfg.score_threshold,
               "map_score_threshold": cfg.map_score_threshold, "max_dets": cfg.max_dets,
+              "tta": tta_mode(detect),
               **score(gt, det, ids, sizes, cmap, cfg),
               "per_image": per_image, "skipped_images": notes,
               "skipped_objects": [{"where": str(w), "reason": str(r)} for w, r in skipped]}

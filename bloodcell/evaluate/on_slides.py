@@ -125,6 +125,7 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
     result = {v: variant_metrics(gt, pd.concat(f, ignore_index=True), ids, sizes)
               for v, f in found.items()}
     result["slides"] = len(ids)
+    result["tta"] = decode.tta
     write_json(rounded(result), metrics_json)
     keys = ["map50", "wbc_type_accuracy", "parasitemia_abs_error_pp", "detections"]
     html_table(f"{len(ids)} synthetic slides: second pass or not", ["variant", *keys],

@@ -74,7 +74,7 @@ def score(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str], sizes: dict, cfg:
     result = {
         "images": len(ids), "gt_boxes": len(gt), "detections": len(det),
         "score_threshold": cfg.decode.score_threshold,
-        "map_score_threshold": cfg.map_score_threshold,
+        "map_score_threshold": cfg.map_score_threshold, "tta": cfg.decode.tta,
         "coco": coco,
         "original_lenient_map30_percent": metrics.original_map(gt, det, 0.3),
         "classification_exact_match": metrics.exact_match_accuracy(gt, det, ids),

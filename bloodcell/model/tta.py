@@ -150,6 +150,12 @@ class ViewFusion:
         return decoder_arrays(fused)
 
 
+def tta_mode(detect: TileFn) -> str:
+    """The tta mode of a tile detector: a ViewFusion's by its number of views, else none."""
+    views = detect.views if isinstance(detect, ViewFusion) else 1
+    return next(mode for mode, n in VIEWS.items() if n == views)
+
+
 def decoder_arrays(per_tile: list[pd.DataFrame]) -> tuple[np.ndarray, ...]:
     """Per-tile tables (class_idx, score, x, y, w, h) -> the decoder's padded arrays: boxes
     (B, N, 4) y1x1y2x2 float32, scores, classes (float32, as NMS gives them), valid counts."""
