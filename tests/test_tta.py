@@ -191,3 +191,20 @@ def test_the_metrics_name_the_mode_a_detector_runs():
 
     assert [tta_mode(ViewFusion(square_finder, n, 0.2)) for n in (4, 8)] == ["flips", "dihedral"]
     assert tta_mode(square_finder) == "none"
+
+
+def test_a_lone_tile_keeps_one_cells_boxes_of_two_classes():
+    """Tiles fuse class by class, as the decoder's per-class NMS leaves them; whole slides fuse
+    by kind of cell, as their final merge does."""
+    def two_classes(tiles):
+        boxes, scores, classes, valid = square_finder(tiles)
+        return (np.repeat(boxes, 2, axis=1), np.tile([[0.9, 0.5]], (len(tiles), 1)),
+                np.tile(np.float32([[RBC, INFECTED]]), (len(tiles), 1)), valid * 2)
+
+    tiles = np.zeros((1, 224, 224, 3), np.uint8)
+    tiles[0, 20:50, 100:131] = 255
+    _, scores, classes, valid = ViewFusion(two_classes, 4, 0.2)(tiles)
+    assert valid.tolist() == [2] and sorted(classes[0].tolist()) == sorted([RBC, INFECTED])
+    cfg = SlideConfig(second_pass=False)
+    fused = detect_slide(ViewFusion(two_classes, 4, 0.2), tiles[0], cfg)
+    assert fused["class_idx"].tolist() == [RBC] and fused["score"].iloc[0] == pytest.approx(0.9)

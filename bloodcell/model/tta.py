@@ -4,16 +4,19 @@ image, whose boxes are mapped back and fused.
 View ``k`` of an image (0 <= k < 8) transposes it when bit 2 is set, then mirrors it left-right
 (bit 0) and top-bottom (bit 1); ``flips`` uses views 0-3 (the identity, both mirrors and the
 half turn), ``dihedral`` all eight. Boxes found in a view are mapped back to the image's own
-frame; boxes of one kind of cell (bloodcell.common.classes.CELL_KIND: views may disagree on a
-white cell's type or on whether a red cell is infected) that overlap the best remaining box of
-that kind by IoU >= FUSE_IOU are one cell. Its box is the score-weighted mean of theirs, its class
-the one with the largest summed score, and its score the sum, over views, of each view's best
-score there, divided by the number of views (a cell seen in one view of four keeps a quarter of
-its score). This is weighted box fusion (Solovyev et al. 2021) within one image.
+frame; boxes of one group that overlap the best remaining box of that group by IoU >= FUSE_IOU
+are one cell. Its box is the score-weighted mean of theirs, its class the one with the largest
+summed score, and its score the sum, over views, of each view's best score there, divided by
+the number of views (a cell seen in one view of four keeps a quarter of its score). This is
+weighted box fusion (Solovyev et al. 2021) within one image.
 
-A whole slide is mirrored as a whole and tiled again (bloodcell.detect.whole_smear.detect_slide),
-so each view's tiles also sit at another offset to the cells whenever the image's size is not a
-multiple of the tile grid; a lone 224 tile (the test split) is mirrored in place.
+Groups follow the merge that comes after fusion without augmentation. A whole slide is mirrored
+as a whole and tiled again (bloodcell.detect.whole_smear.detect_slide), so each view's tiles also
+sit at another offset to the cells whenever the image's size is not a multiple of the tile grid;
+its boxes are grouped by kind of cell (bloodcell.common.classes.CELL_KIND: views may disagree on
+a white cell's type or on whether a red cell is infected), as the slide's final merge is. A
+lone 224 tile (the test split) is mirrored in place and its boxes grouped by class, as the
+decoder's per-class NMS keeps one cell's boxes of two classes.
 Boxes here are x, y, w, h pixels (top-left origin) unless a name says y1x1y2x2.
 """
 
@@ -61,12 +64,19 @@ def boxes_from_view(xywh: np.ndarray, k: int, width: int, height: int) -> np.nda
     return np.stack([x, y, w, h], axis=1)
 
 
+BY_KIND = np.asarray(CELL_KIND)
+BY_CLASS = np.arange(len(CELL_KIND))
+"""Groups of the 10 classes: by kind of cell (whole slides) or each class alone (tiles)."""
+
+
 def fuse(xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, views: np.ndarray,
-         n_views: int, iou: float = FUSE_IOU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+         n_views: int, groups: np.ndarray = BY_KIND, iou: float = FUSE_IOU
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes of all views of one image -> fused (boxes x, y, w, h; scores; class indices 0..9),
-    by descending score (module docstring). ``views``: the view index of each box."""
+    by descending score (module docstring). ``views``: the view index of each box;
+    ``groups``: the group of each class index."""
     out_b, out_s, out_c = [], [], []
-    kinds = np.asarray(CELL_KIND)[classes]
+    kinds = groups[classes]
     for kind in np.unique(kinds):
         idx = np.flatnonzero(kinds == kind)
         idx = idx[np.argsort(-scores[idx], kind="stable")]
@@ -91,15 +101,15 @@ def fuse(xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, views: np.nd
             np.asarray(out_c, np.int64)[order])
 
 
-def fuse_frames(frames: list[pd.DataFrame], n_views: int, score_threshold: float
-                ) -> pd.DataFrame:
+def fuse_frames(frames: list[pd.DataFrame], n_views: int, score_threshold: float,
+                groups: np.ndarray = BY_KIND) -> pd.DataFrame:
     """Per-view detection tables (class_idx, score, x, y, w, h in the original image, view
     ``k`` at position k) -> one fused table with those columns, scores above
-    ``score_threshold`` only."""
+    ``score_threshold`` only (``groups``: see :func:`fuse`)."""
     both = pd.concat([f.assign(view=k) for k, f in enumerate(frames)], ignore_index=True)
     xywh = both[["x", "y", "w", "h"]].to_numpy(float)
     b, s, c = fuse(xywh, both["score"].to_numpy(float), both["class_idx"].to_numpy(np.int64),
-                   both["view"].to_numpy(), n_views)
+                   both["view"].to_numpy(), n_views, groups)
     out = pd.DataFrame({"class_idx": c, "score": s, "x": b[:, 0], "y": b[:, 1], "w": b[:, 2],
                         "h": b[:, 3]})
     return out[out["score"] > score_threshold].reset_index(drop=True)
@@ -146,7 +156,7 @@ class ViewFusion:
                                             "score": scores[t, :n].astype(float),
                                             "x": back[:, 0], "y": back[:, 1],
                                             "w": back[:, 2], "h": back[:, 3]}))
-            fused.append(fuse_frames(frames, self.views, self.score_threshold))
+            fused.append(fuse_frames(frames, self.views, self.score_threshold, BY_CLASS))
         return decoder_arrays(fused)
 
 
