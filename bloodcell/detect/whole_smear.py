@@ -56,14 +56,14 @@ over the smaller box's area > merge_iou."""
 
 
 DEFAULT_OVERLAP_PX = param_default("slide_detection.overlap")
-
-WHOLE_VIEW_PX = 64_000_000
-"""Largest smear read region by region (pixels at the model's scale, about 190 MB in RGB) that
-test-time augmentation mirrors as a whole; a larger one is mirrored tile by tile."""
 """Default overlap of neighbouring tiles (20 % of 224, stride 179), the best of the variants
 measured on the synthetic slides (benchmarks/slide_variants.py): every RBC (about 34 px) lies
 whole in some tile, and with the second pass it gave the slides' mAP@0.5 within 0.02 of the
 test split's at 0.3 s per 1000x1000 px on 2 cores."""
+
+WHOLE_VIEW_PX = 64_000_000
+"""Largest smear read region by region (pixels at the model's scale, about 190 MB in RGB) that
+test-time augmentation mirrors as a whole; a larger one is mirrored tile by tile."""
 
 
 @dataclass(frozen=True)
