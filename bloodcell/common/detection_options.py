@@ -22,7 +22,7 @@ def add_decode(p: argparse.ArgumentParser) -> None:
                  help="boxes must score above this (class probability x objectness)")
     param_option(p, "--nms-iou", key="decode.nms_iou", type=float, help="per-class NMS IoU")
     param_option(p, "--tta", key="decode.tta", choices=("none", "flips", "dihedral"),
-                 help="test-time augmentation: also detect each tile mirrored (flips: 4 views) "
+                 help="test-time augmentation: also detect each image mirrored (flips: 4 views) "
                  "or mirrored and transposed (dihedral: 8) and fuse the boxes; that many times "
                  "slower")
 
