@@ -349,3 +349,40 @@ def test_only_the_passthrough_head_sees_where_a_small_blob_lies_inside_its_cell(
         return float(np.abs(a[0, 6, 6] - a[1, 6, 6]).mean() / (np.abs(a[0, 6, 6]).mean() + 1e-9))
 
     assert change(f) > change(c)
+
+
+def test_mixed_bfloat16_detector_trains_in_bfloat16_and_folds_to_float32(tmp_path):
+    """Under `precision: mixed` on CPU the convolutions and BatchNorms compute in bfloat16, the
+    LeakyReLUs in float32 (TensorFlow's bfloat16 LeakyReLU is slow on CPU), the weights and
+    output stay float32, a training step is finite and repeatable to the bit, and the saved
+    model folds into a float32 inference model with nearly the same outputs."""
+    import keras
+
+    from bloodcell.train import loop
+
+    cfg = loop.TrainConfig("detector", 1, 2, ((1, 1e-3),), 1, anchors=ORIGINAL_ANCHORS,
+                           mixed_precision=True)
+    x = tf.random.stateless_uniform((2, 224, 224, 3), seed=(5, 6), maxval=255.0)
+    y = tf.zeros((2, 14, 14, models.N_ANCHORS, models.VECTOR))
+    weights = []
+    try:
+        for _ in range(2):
+            loop.setup(cfg)
+            net = models.detector()
+            step = loop.step_fn(net, keras.optimizers.Adam(1e-3), loop.loss_function(cfg))
+            assert np.isfinite(float(step(x, y)[0]))
+            weights.append(net.get_layer("conv0").get_weights()[0])
+        dtypes = {layer.name: layer.compute_dtype for layer in net.layers}
+        assert dtypes["conv0"] == dtypes["bn_conv0"] == "bfloat16"
+        assert dtypes["act_conv0"] == "float32" and net.output.dtype == "float32"
+        assert net.get_layer("conv0").kernel.dtype == "float32"
+        net.save(tmp_path / "d.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    np.testing.assert_array_equal(weights[0], weights[1])
+    loaded = keras.models.load_model(tmp_path / "d.keras", compile=False, safe_mode=True)
+    folded = models.fold_batchnorm(loaded)
+    assert {layer.compute_dtype for layer in folded.layers} == {"float32"}
+    mixed_out = loaded(x, training=False).numpy()
+    np.testing.assert_allclose(folded(x, training=False), mixed_out,
+                               atol=0.05 * np.abs(mixed_out).max())

@@ -10,6 +10,8 @@ names and inference path, whose training-mode forward and backward run as Tensor
 Keras 3's rule: the moving variance averages the biased batch variance (the fused kernel
 returns the Bessel-corrected one, which is scaled back by (n - 1) / n, n = B x H x W).
 Inputs are NHWC; the layer normalises the last axis, as every BatchNorm of ModifiedYolo does.
+Under the mixed bfloat16 policy a bfloat16 input is normalised in bfloat16 (the statistics,
+scale and offset stay float32): that kernel is faster than float32 and the two casts around it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or len(inputs.shape) != 4:
             return super().call(inputs, training=training, mask=mask)
-        x = tf.cast(inputs, tf.float32)
+        x = inputs if inputs.dtype == tf.bfloat16 else tf.cast(inputs, tf.float32)
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
             epsilon=self.epsilon, data_format="NHWC", is_training=True)

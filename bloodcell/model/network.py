@@ -70,7 +70,16 @@ def conv_block(x, name: str, kernel: int, filters: int, folded: bool = False,
     if not folded:
         norm = FusedBatchNorm if fused_bn else layers.BatchNormalization
         x = norm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"bn_{name}")(x)
-    return layers.LeakyReLU(negative_slope=0.1, name=f"act_{name}")(x)
+    return layers.LeakyReLU(negative_slope=0.1, name=f"act_{name}", dtype=activation_dtype())(x)
+
+
+def activation_dtype() -> str | None:
+    """The LeakyReLU layers' dtype policy: float32 under the mixed bfloat16 policy, else None
+    (the global policy). The convolutions then run in bfloat16 on the CPU's matrix units, but
+    TensorFlow's CPU LeakyReLU and its gradient are 5-8 times slower in bfloat16 than in
+    float32 (more than the two casts cost; ``python benchmarks/train_speed.py``)."""
+    policy = keras.mixed_precision.global_policy().name
+    return "float32" if policy == "mixed_bfloat16" else None
 
 
 def trunk_features(inputs, folded: bool = False, fused_bn: bool = True):
