@@ -7,7 +7,10 @@ milliseconds per step and the share of each op family (forward and backward conv
 BatchNorm, LeakyReLU, max-pool, the optimizer update, the loss and the rest) and the convolutions'
 sustained GFLOP/s.
 
-    python benchmarks/step_profile.py [--batch 50] [--steps 3] [--keras-bn]
+    python benchmarks/step_profile.py [--batch 50] [--steps 3] [--keras-bn] [--precision mixed]
+
+``--precision mixed`` profiles the `precision: mixed` path (bfloat16 convolutions and BatchNorm,
+float32 LeakyReLU; the casts between them count with the layer that makes them, or as "other").
 """
 
 from __future__ import annotations
@@ -96,9 +99,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="steps traced (after one warm-up)")
     p.add_argument("--keras-bn", action="store_true",
                    help="Keras 3's own BatchNorm (the path before the fused one)")
+    p.add_argument("--precision", choices=["float32", "mixed"], default="float32")
     a = p.parse_args()
     import keras
     import tensorflow as tf
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if a.precision == "mixed"
+                                            else "float32")
 
     from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
     from bloodcell.model import network
@@ -124,7 +131,7 @@ def main() -> None:
     total = sum(times.values())
     flops = conv_flops(net, a.batch)
     print(f"{os.cpu_count()} CPUs, batch {a.batch}, {'Keras' if a.keras_bn else 'fused'} "
-          f"BatchNorm: {1000 * untraced:.0f} ms per step untraced "
+          f"BatchNorm, {a.precision}: {1000 * untraced:.0f} ms per step untraced "
           f"({a.batch / untraced:.1f} img/s); traced op time {total / a.steps:.0f} ms per step")
     for fam, ms in sorted(times.items(), key=lambda kv: -kv[1]):
         print(f"  {fam:24s} {ms / a.steps:8.1f} ms  {100 * ms / total:5.1f} %")

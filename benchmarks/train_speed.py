@@ -1,15 +1,17 @@
-"""Training speed of both ModifiedYolo phases at batch 100, and the input pipeline's share.
+"""Training speed of both ModifiedYolo phases, and the input pipeline's share.
 
-For each model: images/s of the compiled training step on batches already in memory, images/s
+For each path: images/s of the compiled training step on batches already in memory, images/s
 with the real tf.data pipeline (TFRecord read, PNG decode, targets) feeding it, and the input
 pipeline alone. The input share of step time is 1 - (in-memory time / pipeline time).
 
     python benchmarks/train_speed.py                 # shards of random images in a temp dir
-    python benchmarks/train_speed.py --shards data/synth
+    python benchmarks/train_speed.py --shards data/synth --batch 100
 
-Prints one line per model, the detector both with Keras's BatchNorm (the path before issue 16)
-and with the fused one it trains with now, and their ratio. Targets: detector >= 30 img/s on 2
-CPU cores, input < 10 % (issue 4); 1.35x the earlier path's images/s (issue 16).
+Prints one line per path, in one run: the classifier in float32 and in `precision: mixed`, the
+detector with Keras's BatchNorm (the path before issue 16), with the fused BatchNorm in float32
+and in `precision: mixed` (bfloat16 convolutions and BatchNorm, float32 LeakyReLU), then the
+ratios. Targets: detector >= 30 img/s on 2 CPU cores, input < 10 % (issue 4); 1.35x the float32
+path's images/s (issue 16).
 """
 
 from __future__ import annotations
@@ -44,7 +46,18 @@ def rate(step, batches, repeats: int) -> float:
 
 
 def measure(kind: str, files: list[str], batch: int, steps: int,
-            fused_bn: bool = True) -> dict[str, float]:
+            fused_bn: bool = True, mixed: bool = False) -> dict[str, float]:
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed else "float32")
+    try:
+        return _measure(kind, files, batch, steps, fused_bn)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _measure(kind: str, files: list[str], batch: int, steps: int,
+             fused_bn: bool) -> dict[str, float]:
     import keras
 
     from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
@@ -75,10 +88,16 @@ def measure(kind: str, files: list[str], batch: int, steps: int,
             "input_share": max(0.0, 1 - piped / memory)}
 
 
+PATHS = (("classifier", True, False), ("classifier", True, True), ("detector", False, False),
+         ("detector", True, False), ("detector", True, True))
+"""(model, fused BatchNorm, mixed precision) of each measured path."""
+PRECISION = {False: "float32", True: "mixed"}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shards", type=Path, help="a synth folder (default: random images)")
-    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--batch", type=int, default=50, help="the demo preset's batch")
     p.add_argument("--steps", type=int, default=12, help="batches timed per measurement")
     p.add_argument("--inter-op", type=int, default=1,
                    help="TensorFlow inter-op threads (training uses 1 for determinism; 0 = "
@@ -93,16 +112,20 @@ def main() -> None:
         print(f"{os.cpu_count()} CPUs, GPU: {bool(tf.config.list_physical_devices('GPU'))}, "
               f"batch {a.batch}, {a.steps} steps, inter-op threads {a.inter_op or 'default'}")
         rates = {}
-        for kind, fused in (("classifier", True), ("detector", False), ("detector", True)):
-            r = measure(kind, files, a.batch, a.steps, fused)
-            rates[kind, fused] = r["pipeline"]
-            name = f"{kind} ({'fused' if fused else 'Keras'} BN)"
-            print(f"{name:24s}: {r['memory']:6.1f} img/s on in-memory batches, "
+        for kind, fused, mixed in PATHS:
+            r = measure(kind, files, a.batch, a.steps, fused, mixed)
+            rates[kind, fused, mixed] = r["pipeline"]
+            name = f"{kind} ({'fused' if fused else 'Keras'} BN, {PRECISION[mixed]})"
+            print(f"{name:36s}: {r['memory']:6.1f} img/s on in-memory batches, "
                   f"{r['pipeline']:6.1f} img/s fed by tf.data "
                   f"(input alone {r['input_alone']:.0f} img/s, {100 * r['input_share']:.1f} % "
                   "of step time)")
-        print(f"detector, fused BatchNorm against Keras's: "
-              f"{rates['detector', True] / rates['detector', False]:.2f}x images/s")
+        det = {k[1:]: v for k, v in rates.items() if k[0] == "detector"}
+        print(f"detector, fused BatchNorm against Keras's (float32): "
+              f"{det[True, False] / det[False, False]:.2f}x images/s")
+        for kind in ("classifier", "detector"):
+            print(f"{kind}, mixed against float32 (fused BatchNorm): "
+                  f"{rates[kind, True, True] / rates[kind, True, False]:.2f}x images/s")
 
 
 if __name__ == "__main__":

@@ -361,7 +361,7 @@ def test_mixed_bfloat16_detector_trains_in_bfloat16_and_folds_to_float32(tmp_pat
     from bloodcell.train import loop
 
     cfg = loop.TrainConfig("detector", 1, 2, ((1, 1e-3),), 1, anchors=ORIGINAL_ANCHORS,
-                           mixed_precision=True)
+                           policy="mixed_bfloat16")
     x = tf.random.stateless_uniform((2, 224, 224, 3), seed=(5, 6), maxval=255.0)
     y = tf.zeros((2, 14, 14, models.N_ANCHORS, models.VECTOR))
     weights = []

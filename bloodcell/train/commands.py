@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from bloodcell.common.cli_args import param_option, typed
 from bloodcell.common.errors import UserError
 from bloodcell.common.param_defaults import param_default
 from bloodcell.common.tf_threads import set_tf_threads
+from bloodcell.train import precision
+
+log = logging.getLogger("bloodcell")
 
 
 def add_common(p: argparse.ArgumentParser, kind: str) -> None:
@@ -29,8 +33,9 @@ def add_common(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--schedule", type=typed("schedule", parse_schedule), required=True,
                    help="learning rate by epoch: FIRST_EPOCH:LR,... starting at 1, e.g. "
                    "1:1e-3,16:1e-4,18:1e-5")
-    param_option(p, "--precision", key=f"{kind}.precision", choices=["float32", "mixed"],
-                 help="mixed: bfloat16 on CPU, float16 on GPU (float32 weights)")
+    param_option(p, "--precision", key=f"{kind}.precision", choices=list(precision.CHOICES),
+                 help="mixed: bfloat16 on CPU, float16 on GPU (float32 weights); auto: mixed "
+                 "on a GPU or a CPU with AMX or AVX-512 BF16, else float32")
 
 
 def add_parser(sub) -> None:
@@ -102,8 +107,10 @@ def main(a: argparse.Namespace) -> None:
     if a.epochs < 1 or a.batch < 1:
         raise UserError("--epochs and --batch must be >= 1 (see train_* in params.yaml)")
     kind = a.command.removeprefix("train-")
-    cfg = train.TrainConfig(kind, a.epochs, a.batch, a.schedule, a.seed,
-                            mixed_precision=a.precision == "mixed", select="accuracy")
+    policy = precision.machine_policy(a.precision)
+    log.info("precision %s: Keras policy %s", a.precision, policy)
+    cfg = train.TrainConfig(kind, a.epochs, a.batch, a.schedule, a.seed, policy=policy,
+                            select="accuracy")
     init = None
     if kind == "detector":
         cfg = train.TrainConfig(
@@ -112,7 +119,7 @@ def main(a: argparse.Namespace) -> None:
                                                          a.obj_loss, a.box_loss),
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
-            mixed_precision=a.precision == "mixed", real_share=a.real_share, head=a.head,
+            policy=policy, real_share=a.real_share, head=a.head,
             augment=a.augment)
         init = a.init
         if not 0 <= a.real_share <= 0.9 or (a.real_share > 0 and a.real_tiles is None):

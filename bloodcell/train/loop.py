@@ -63,7 +63,9 @@ class TrainConfig:
     select: str = "accuracy"  # classifier: accuracy; detector: map50 or loss
     decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(score_threshold=0.01))
     """Post-processing for the validation mAP (a low threshold: AP integrates over scores)."""
-    mixed_precision: bool = False
+    policy: str = "float32"
+    """Keras dtype policy (bloodcell.train.precision.policy: float32, mixed_bfloat16 or
+    mixed_float16)."""
     deterministic: bool = True
     real_share: float = 0.0
     """Share of each detector epoch's images drawn from real tiles (when a real shard is given)."""
@@ -82,9 +84,7 @@ def setup(cfg: TrainConfig) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # the runtime already started: the caller has set it
             pass
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.mixed_precision and not
-                                            tf.config.list_physical_devices("GPU") else
-                                            "mixed_float16" if cfg.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(cfg.policy)
 
 
 def step_fn(model: keras.Model, optimizer, loss_fn: Callable,
@@ -379,7 +379,7 @@ def write_outputs(net: keras.Model, state: dict, cfg: TrainConfig, model_path: P
         history.to_csv(tmp, index=False, float_format="%.6g")
     metrics = {"best_epoch": state["best_epoch"], f"best_valid_{cfg.select}": state["best"],
                "epochs": state["epoch"], "final_train_loss": state["history"][-1]["train_loss"],
-               **state["data"]}
+               "precision": cfg.policy, **state["data"]}
     # 6 significant digits, as in the history CSV: in CI the final loss's last digits once
     # differed between the Snakemake and the DVC run of one command whose models were equal
     metrics = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in metrics.items()}
