@@ -69,3 +69,16 @@ def test_augmented_training_batches_are_deterministic(snakemake_run):
     (a, ta), (b, tb), (c, _) = first("dihedral_stain"), first("dihedral_stain"), first("none")
     assert np.array_equal(a.numpy(), b.numpy()) and np.array_equal(ta.numpy(), tb.numpy())
     assert not np.array_equal(a.numpy(), c.numpy())
+
+
+def test_training_batches_run_without_the_autotuning_thread(snakemake_run):
+    """Ending an epoch must not wait on tf.data's autotuner (it sleeps up to a minute between
+    rounds; with it, 20-26 s of most demo epochs went to destroying the iterator)."""
+    from bloodcell.train.input_pipeline import dataset, mixed
+
+    files = [str(snakemake_run / "data" / "synth" / "train-0" / "images.tfrecord")]
+    for ds in (dataset(files, 4, "detector", shuffle_seed=5, anchors=((1.0, 1.0),)),
+               dataset(files, 4, "classifier"),
+               mixed(files, files, 0.5, 8, 4, 5, anchors=((1.0, 1.0),), match_iou=0.7)):
+        assert ds.options().autotune.enabled is False
+        assert ds.options().deterministic is True

@@ -35,6 +35,17 @@ def augmented(ds: tf.data.Dataset, mode: str, seed: int) -> tf.data.Dataset:
     return ds.enumerate().map(one, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def pipeline_options() -> tf.data.Options:
+    """Deterministic order, and no autotuning thread: tf.data's autotuner sleeps between rounds
+    (up to a minute) and destroying an epoch's iterator waited for it, 20-26 s at the end of
+    most demo epochs (a quarter of each). AUTOTUNE parallelism then stays at one thread per
+    CPU (at most 16)."""
+    options = tf.data.Options()
+    options.deterministic = True
+    options.autotune.enabled = False
+    return options
+
+
 def dataset(files: Sequence[str], batch: int, kind: str, *, shuffle_seed: int | None = None,
             anchors: tuple[tuple[float, float], ...] = (), match_iou: float = 0.7,
             augment_mode: str = "none") -> tf.data.Dataset:
@@ -54,9 +65,7 @@ def dataset(files: Sequence[str], batch: int, kind: str, *, shuffle_seed: int | 
 
     ds = augmented(ds, augment_mode, shuffle_seed or 0).map(
         label, num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = True
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
 def mixed(files: Sequence[str], real_files: Sequence[str], share: float, n_images: int,
@@ -82,6 +91,4 @@ def mixed(files: Sequence[str], real_files: Sequence[str], share: float, n_image
         return ex["image"], detector_targets(ex["boxes"], ex["classes"], anchors, match_iou)
 
     ds = augmented(ds, augment_mode, seed).map(label, num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = True
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(options)
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
