@@ -12,6 +12,12 @@ detector with Keras's BatchNorm (the path before issue 16), with the fused Batch
 and in `precision: mixed` (bfloat16 convolutions and BatchNorm, float32 LeakyReLU), then the
 ratios. Targets: detector >= 30 img/s on 2 CPU cores, input < 10 % (issue 4); 1.35x the float32
 path's images/s (issue 16).
+
+``--epochs N --shards data/synth`` then also trains the detector for N whole epochs of the demo's
+training loop (``train.loop.datasets`` with `augment: dihedral_stain`, ``train_one_epoch``,
+the iterator ended and destroyed as in training) by the path before issue 16's last changes
+(float32, tf.data autotuning on) and by the demo preset's path now (`precision: auto`,
+autotuning off), and prints each epoch's images/s and the ratio of the means.
 """
 
 from __future__ import annotations
@@ -88,6 +94,60 @@ def _measure(kind: str, files: list[str], batch: int, steps: int,
             "input_share": max(0.0, 1 - piped / memory)}
 
 
+def epoch_rates(files: list[str], batch: int, epochs: int, policy: str, autotune: bool
+                ) -> list[float]:
+    """Images/s of ``epochs`` whole detector epochs of the training loop, start-up excluded
+    (one warm-up step)."""
+    import keras
+    import tensorflow as tf
+
+    from bloodcell.common.hyperparams import ORIGINAL_ANCHORS
+    from bloodcell.model import network as model
+    from bloodcell.train import input_pipeline, loop
+
+    def options() -> tf.data.Options:
+        opts = tf.data.Options()
+        opts.deterministic = True
+        opts.autotune.enabled = autotune
+        return opts
+
+    cfg = loop.TrainConfig("detector", epochs, batch, ((1, 1e-3),), 1, policy=policy,
+                           anchors=ORIGINAL_ANCHORS, augment="dihedral_stain")
+    loop.setup(cfg)
+    saved, input_pipeline.pipeline_options = input_pipeline.pipeline_options, options
+    try:
+        net = model.detector()
+        step = loop.step_fn(net, keras.optimizers.Adam(1e-3), loop.loss_function(cfg),
+                            loop.loss_terms(cfg))
+        n = loop.count_records(files)
+        step(*next(iter(loop.datasets(cfg, (files, files, ()), 0, n)[0])))
+        rates = []
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            loop.train_one_epoch(step, loop.datasets(cfg, (files, files, ()), epoch, n)[0], n,
+                                 f"epoch {epoch}")
+            rates.append(n / (time.perf_counter() - start))
+        return rates
+    finally:
+        input_pipeline.pipeline_options = saved
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def compare_epochs(files: list[str], batch: int, epochs: int) -> None:
+    """Print whole-epoch images/s of the path before and the path now, and their ratio."""
+    from bloodcell.train.precision import machine_policy
+
+    means = []
+    for name, policy, autotune in (("before: float32, autotuning on", "float32", True),
+                                   ("now: precision auto, autotuning off",
+                                    machine_policy("auto"), False)):
+        rates = epoch_rates(files, batch, epochs, policy, autotune)
+        means.append(sum(rates) / len(rates))
+        print(f"detector epochs, {name} ({policy}): "
+              + ", ".join(f"{r:.1f}" for r in rates) + f" img/s, mean {means[-1]:.1f}")
+    print(f"detector epochs, now against before: {means[1] / means[0]:.2f}x images/s")
+
+
 PATHS = (("classifier", True, False), ("classifier", True, True), ("detector", False, False),
          ("detector", True, False), ("detector", True, True))
 """(model, fused BatchNorm, mixed precision) of each measured path."""
@@ -102,7 +162,11 @@ def main() -> None:
     p.add_argument("--inter-op", type=int, default=1,
                    help="TensorFlow inter-op threads (training uses 1 for determinism; 0 = "
                    "TensorFlow's default)")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="also time N whole detector epochs before and now (needs --shards)")
     a = p.parse_args()
+    if a.epochs and not a.shards:
+        p.error("--epochs needs --shards (a synth folder of a demo run)")
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(a.inter_op)
@@ -126,6 +190,8 @@ def main() -> None:
         for kind in ("classifier", "detector"):
             print(f"{kind}, mixed against float32 (fused BatchNorm): "
                   f"{rates[kind, True, True] / rates[kind, True, False]:.2f}x images/s")
+        if a.epochs:
+            compare_epochs(files, a.batch, a.epochs)
 
 
 if __name__ == "__main__":
