@@ -35,3 +35,18 @@ def test_cpu_flags_read_the_flags_line_and_survive_a_missing_file(tmp_path):
                     "processor\t: 1\nflags\t\t: fpu avx2 amx_bf16\n")
     assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"}
     assert cpu_flags(tmp_path / "absent") == set()
+
+
+def test_a_training_run_gives_back_the_global_policy_even_when_it_fails():
+    """A run sets its own policy (setup); whatever ends it, models a caller builds afterwards in
+    the same process get the caller's policy again (a failed bfloat16 run had left its policy
+    to later tests, whose float32 models then computed in bfloat16)."""
+    import keras
+
+    from bloodcell.train.loop import policy_kept
+
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(RuntimeError), policy_kept():
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        raise RuntimeError("a run that fails after setup")
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -14,6 +14,7 @@ metrics JSON (for ``dvc metrics``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,17 @@ def setup(cfg: TrainConfig) -> None:
         except RuntimeError:  # the runtime already started: the caller has set it
             pass
     keras.mixed_precision.set_global_policy(cfg.policy)
+
+
+@contextlib.contextmanager
+def policy_kept() -> Iterator[None]:
+    """Restores Keras's global dtype policy on exit: setup() sets the run's, and models that a
+    caller builds after training in the same process (tests, notebooks) are its own."""
+    policy = keras.mixed_precision.global_policy()
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
 
 
 def step_fn(model: keras.Model, optimizer, loss_fn: Callable,
@@ -411,7 +423,7 @@ def run(cfg: TrainConfig, train_dirs: list[Path], valid_dirs: list[Path], model_
         if not Path(path).exists():
             raise UserError(f"{path} does not exist: run the stages before training first")
     state_dir = checkpoint.STATE_ROOT / f"train_{cfg.kind}-{checkpoint.state_key(key_args, inputs)}"
-    with checkpoint.locked(state_dir, f"train-{cfg.kind}"):
+    with policy_kept(), checkpoint.locked(state_dir, f"train-{cfg.kind}"):
         try:
             net, state = fit(cfg, record_files(train_dirs), record_files(valid_dirs),
                              state_dir, init_from, tuple(record_files(real_dirs)))
