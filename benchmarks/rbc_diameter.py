@@ -14,8 +14,8 @@ Datasets (each skipped when absent):
 - the demo's synthetic slides (COCO ground_truth.json; categories ``_`` and ``Infected``).
 
 Annotators draw boxes with some margin around the cell (IML's boxes are loose by several px a
-side), while the estimate is the cell's own size, the convention of the synthetic slides the
-detector is trained on; the signed error shows that offset. For BCCD and IML the script
+side), while the synthetic slides' boxes are tight; the estimate adds a margin between the two
+(rbc_size.BOX_MARGIN), and the signed errors show where it sits. For BCCD and IML the script
 therefore also prints a margin-free reference where an image has >= 3 annotated RBC boxes that
 overlap no other box: the median sqrt(w * h) of the tight box of the largest cell-mask component
 (the estimator's threshold) inside each such box. Last, per dataset, the time for a 2000 x 2000
