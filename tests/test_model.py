@@ -301,6 +301,37 @@ def test_cross_entropy_objectness_still_lifts_an_anchor_whose_score_has_sunk():
     assert grads["bce"] < -0.99
 
 
+@pytest.mark.parametrize("obj_loss", ["mse", "bce"])
+def test_iou_objectness_target_is_the_predicted_boxs_iou_and_trains_no_box(obj_loss):
+    """obj_target iou: at a responsible anchor whose box is 1.5 times too wide (IoU 2/3) and
+    scored 0.5, cross-entropy's gradient is 0.5 - 2/3 (target 1: 0.5 - 1); the squared error
+    is (0.5 - 2/3)^2; no gradient reaches the box outputs through objectness."""
+    t = tf.constant(targets_for([[100, 100, 40, 40]], [8])[None])
+    raw = perfect_output(t[0].numpy())[None]
+    obj = t[..., 14].numpy() > 0
+    raw[..., 12] += np.log(1.5)
+    raw[..., 14] = np.where(obj, 0.0, -12.0)
+    raw = tf.constant(raw)
+    anchors = ORIGINAL_ANCHORS
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(raw)
+        terms = {target: detector_terms(t, raw, obj_loss=obj_loss, anchors=anchors,
+                                        obj_target=target)["obj"]
+                 for target in ("one", "iou")}
+    n = int(obj.sum())
+    if obj_loss == "mse":
+        assert float(terms["iou"][0]) == pytest.approx(n * (0.5 - 2 / 3) ** 2, rel=1e-4)
+        assert float(terms["one"][0]) == pytest.approx(n * 0.25, rel=1e-4)
+    else:
+        g = tape.gradient(terms["iou"], raw).numpy()
+        np.testing.assert_allclose(g[..., 14][obj], 0.5 - 2 / 3, atol=1e-5)
+        g_one = tape.gradient(terms["one"], raw).numpy()
+        np.testing.assert_allclose(g_one[..., 14][obj], -0.5, atol=1e-5)
+    assert float(tf.reduce_max(tf.abs(tape.gradient(terms["iou"], raw)[..., 10:14]))) == 0.0
+    with pytest.raises(ValueError, match="objectness target"):
+        detector_terms(t, raw, obj_target="iou")  # iou needs the anchors
+
+
 def test_space_to_depth_matches_tensorflow_and_the_passthrough_head_builds_folds_and_loads(
         tmp_path):
     import keras

@@ -43,9 +43,11 @@ def cell_boxes(t: tf.Tensor, anchors: tf.Tensor, raw: bool) -> tuple[tf.Tensor, 
     return xy[..., 0], xy[..., 1], wh[..., 0], wh[..., 1]
 
 
-def iou_loss(y_true: tf.Tensor, y_pred: tf.Tensor, anchors: tuple[tuple[float, float], ...],
-             kind: str) -> tf.Tensor:
-    """(...,) 1 - GIoU or the CIoU loss between target and predicted boxes at every anchor."""
+def box_iou(y_true: tf.Tensor, y_pred: tf.Tensor,
+            anchors: tuple[tuple[float, float], ...]) -> dict[str, tf.Tensor]:
+    """IoU between target and predicted boxes at every anchor, (...,), with the pieces the
+    IoU losses reuse: the boxes (centre x, y and w, h in grid-cell units), the union and the
+    enclosing box's width and height."""
     anc = tf.constant(anchors, tf.float32)
     tx, ty, tw, th = cell_boxes(y_true, anc, raw=False)
     px, py, pw, ph = cell_boxes(y_pred, anc, raw=True)
@@ -55,12 +57,22 @@ def iou_loss(y_true: tf.Tensor, y_pred: tf.Tensor, anchors: tuple[tuple[float, f
                     0.0)
     inter = ix * iy
     union = tw * th + pw * ph - inter + EPS
-    iou = inter / union
-    cw = tf.maximum(tx + tw / 2, px + pw / 2) - tf.minimum(tx - tw / 2, px - pw / 2)
-    ch = tf.maximum(ty + th / 2, py + ph / 2) - tf.minimum(ty - th / 2, py - ph / 2)
+    return {
+        "iou": inter / union, "union": union, "true": (tx, ty, tw, th), "pred": (px, py, pw, ph),
+        "cw": tf.maximum(tx + tw / 2, px + pw / 2) - tf.minimum(tx - tw / 2, px - pw / 2),
+        "ch": tf.maximum(ty + th / 2, py + ph / 2) - tf.minimum(ty - th / 2, py - ph / 2),
+    }
+
+
+def iou_loss(y_true: tf.Tensor, y_pred: tf.Tensor, anchors: tuple[tuple[float, float], ...],
+             kind: str) -> tf.Tensor:
+    """(...,) 1 - GIoU or the CIoU loss between target and predicted boxes at every anchor."""
+    g = box_iou(y_true, y_pred, anchors)
+    iou, cw, ch = g["iou"], g["cw"], g["ch"]
     if kind == "giou":
         enclosing = cw * ch + EPS
-        return 1.0 - iou + (enclosing - union) / enclosing
+        return 1.0 - iou + (enclosing - g["union"]) / enclosing
+    (tx, ty, tw, th), (px, py, pw, ph) = g["true"], g["pred"]
     centre = tf.square(px - tx) + tf.square(py - ty)
     diagonal = tf.square(cw) + tf.square(ch) + EPS
     v = (4.0 / math.pi ** 2) * tf.square(tf.atan(tw / (th + EPS)) - tf.atan(pw / (ph + EPS)))

@@ -74,6 +74,9 @@ def add_parser(sub) -> None:
     param_option(p, "--obj-loss", key="train_detector.obj_loss", choices=["mse", "bce"],
                  help="objectness term: squared error on sigmoid (the original) or binary "
                  "cross-entropy")
+    param_option(p, "--obj-target", key="train_detector.obj_target", choices=["one", "iou"],
+                 help="objectness target at a responsible anchor: 1 (the original) or, as in "
+                 "YOLOv2, the IoU of its predicted box with the object")
     param_option(p, "--box-loss", key="train_detector.box_loss", choices=["mse", "giou", "ciou"],
                  help="box term: squared errors of x, y, w, h (the original) or an IoU loss, "
                  "which weighs a small box's misplacement as much as a large one's")
@@ -116,7 +119,7 @@ def main(a: argparse.Namespace) -> None:
         cfg = train.TrainConfig(
             kind, a.epochs, a.batch, a.schedule, a.seed, anchors=a.anchors,
             match_iou=a.match_iou, weights=LossWeights(*a.lambdas, a.class_loss, a.untyped_wbc,
-                                                         a.obj_loss, a.box_loss),
+                                                         a.obj_loss, a.box_loss, a.obj_target),
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
             policy=policy, real_share=a.real_share, head=a.head,

@@ -131,7 +131,8 @@ def loss_terms(cfg: TrainConfig) -> Callable:
                          for k, v in detector_terms(y, p, cfg.weights.class_loss,
                                                     cfg.weights.untyped_wbc,
                                                     cfg.weights.obj_loss,
-                                                    cfg.weights.box_loss, cfg.anchors).items()}
+                                                    cfg.weights.box_loss, cfg.anchors,
+                                                    cfg.weights.obj_target).items()}
 
 
 class NonFiniteLoss(Exception):

@@ -15,7 +15,10 @@ the images of the batch. Otherwise the terms are the original's:
   gradient, 2 s (1 - s) (s - 1), vanishes once an anchor's score s has sunk near 0: an anchor
   that is rarely responsible (the small one fitted to the thrombocytes, 1-2 % of the boxes)
   learns the class of its objects but never scores them. Cross-entropy's gradient, s - 1, does
-  not vanish;
+  not vanish. The target at a responsible anchor is 1 (``obj_target="one"``, the original's)
+  or, as in YOLOv2, the IoU of the anchor's predicted box with its object (``"iou"``, held
+  constant: no gradient flows into the box through it), so that a box's score also says how
+  well it is placed and, at a cell, the better-placed box outranks the others;
 - class: squared error of softmax(logits) against the one-hot class (responsible anchors),
   the original's form (``class_loss="mse"``), or softmax cross-entropy (``"ce"``), whose
   gradient does not vanish on confidently wrong classes, so classes separate in fewer epochs.
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from bloodcell.common.param_defaults import param_default
-from bloodcell.train.box_loss import box_term
+from bloodcell.train.box_loss import box_iou, box_term
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class LossWeights:
     untyped_wbc: str = "ignore"  # "ignore" or "any_type" (see the module docstring)
     obj_loss: str = "mse"  # "mse" (the original's) or "bce" (see the module docstring)
     box_loss: str = "mse"  # "mse" (the original's), "giou" or "ciou" (bloodcell.train.box_loss)
+    obj_target: str = "one"  # "one" (the original's) or "iou" (see the module docstring)
 
 
 WBC_TYPES = 5
@@ -67,20 +71,35 @@ def any_type_term(logits: tf.Tensor, class_loss: str) -> tf.Tensor:
         tf.square(p[..., WBC_TYPES:]), -1)
 
 
+def objectness_target(y_true: tf.Tensor, y_pred: tf.Tensor, obj_target: str,
+                      anchors: tuple[tuple[float, float], ...]) -> tf.Tensor | float:
+    """The objectness target at the responsible anchors: 1, or the IoU (...,) of each anchor's
+    predicted box with its object, held constant (see the module docstring)."""
+    if obj_target == "one":
+        return 1.0
+    if obj_target != "iou" or not anchors:
+        raise ValueError(f"objectness target {obj_target!r} must be one or iou (iou needs the "
+                         "anchors)")
+    return tf.stop_gradient(box_iou(y_true, y_pred, anchors)["iou"])
+
+
 def detector_terms(y_true: tf.Tensor, y_pred: tf.Tensor, class_loss: str = "mse",
                    untyped_wbc: str = "ignore", obj_loss: str = "mse", box_loss: str = "mse",
-                   anchors: tuple[tuple[float, float], ...] = ()) -> dict[str, tf.Tensor]:
+                   anchors: tuple[tuple[float, float], ...] = (),
+                   obj_target: str = "one") -> dict[str, tf.Tensor]:
     """Per-image sums (B,) of each term, from (B, 14, 14, A, 15) targets and raw outputs
-    (``anchors`` in grid-cell units: needed by the IoU box losses only)."""
+    (``anchors`` in grid-cell units: needed by the IoU box losses and ``obj_target="iou"``)."""
     y_pred = tf.cast(y_pred, tf.float32)
     obj = y_true[..., 14]
     noobj = 1.0 - obj
     typed = tf.reduce_sum(y_true[..., :10], -1)  # 1 where the object's class is known, else 0
     box = box_term(y_true, y_pred, box_loss, anchors)
-    if obj_loss == "bce":  # -ln s and -ln(1 - s), s = sigmoid(tconf)
-        is_obj, not_obj = tf.nn.softplus(-y_pred[..., 14]), tf.nn.softplus(y_pred[..., 14])
+    target = objectness_target(y_true, y_pred, obj_target, anchors)
+    if obj_loss == "bce":  # -t ln s - (1 - t) ln(1 - s) and -ln(1 - s), s = sigmoid(tconf)
+        up, down = tf.nn.softplus(-y_pred[..., 14]), tf.nn.softplus(y_pred[..., 14])
+        is_obj, not_obj = target * up + (1.0 - target) * down, down
     else:
-        is_obj = tf.square(tf.sigmoid(y_pred[..., 14]) - 1.0)
+        is_obj = tf.square(tf.sigmoid(y_pred[..., 14]) - target)
         not_obj = tf.square(tf.sigmoid(y_pred[..., 14]))
     if class_loss == "ce":
         cls = tf.nn.softmax_cross_entropy_with_logits(labels=y_true[..., :10],
@@ -106,7 +125,7 @@ def detector_loss(y_true: tf.Tensor, y_pred: tf.Tensor, w: LossWeights,
                   anchors: tuple[tuple[float, float], ...] = ()) -> tf.Tensor:
     """Scalar: the weighted YOLOv2 loss, summed per image and averaged over the batch."""
     t = detector_terms(y_true, y_pred, w.class_loss, w.untyped_wbc, w.obj_loss, w.box_loss,
-                       anchors)
+                       anchors, w.obj_target)
     total = w.coord * t["coord"] + t["obj"] + w.noobj * t["noobj"] + w.cls * t["class"]
     return tf.reduce_mean(total)
 

@@ -63,6 +63,7 @@ rule train_detector:
         lambda_class=param("train_detector.lambda_class"),
         class_loss=param("train_detector.class_loss"),
         obj_loss=param("train_detector.obj_loss"),
+        obj_target=param("train_detector.obj_target"),
         box_loss=param("train_detector.box_loss"),
         augment=param("train_detector.augment"),
         select=param("train_detector.select"),
@@ -78,6 +79,7 @@ rule train_detector:
         " --head {params.head}"
         " --lambda {params.lambda_coord} {params.lambda_noobj} {params.lambda_class}"
         " --class-loss {params.class_loss} --obj-loss {params.obj_loss}"
+        " --obj-target {params.obj_target}"
         " --box-loss {params.box_loss} --augment {params.augment}"
         " --select {params.select}"
         " --map-score-threshold {params.map_score_threshold}"
