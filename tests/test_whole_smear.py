@@ -94,6 +94,33 @@ def test_a_white_cell_on_a_seam_is_re_detected_whole_by_the_second_pass():
     assert boxes_of(without, 2) == []
 
 
+@pytest.mark.parametrize("views", [0, 4])
+def test_both_passes_from_one_tiling_equal_two_separate_runs(views):
+    """detect_slide_passes (evaluate_slides) gives detect_slide's frames with and without the
+    second pass, and tiles the slide (each view of it) once instead of twice."""
+    from bloodcell.detect.whole_smear import detect_slide_passes
+    from bloodcell.model.tta import ViewFusion
+
+    img = scene(1000, 700, [(2, 184, 300, 80, 80), (9, 500, 210, 36, 36), (4, 700, 640, 60, 60)])
+    seen = []
+
+    def counting(tiles):
+        seen.append(len(tiles))
+        return fake_detect(tiles)
+
+    def detector():
+        return ViewFusion(counting, views, 0.2) if views else counting
+
+    separate = {p: detect_slide(detector(), img, SlideConfig(second_pass=p)) for p in (True, False)}
+    tiles_separately, seen[:] = sum(seen), []
+    both = detect_slide_passes(detector(), img, SlideConfig())
+    assert set(both) == {True, False}
+    for p in (True, False):
+        pd.testing.assert_frame_equal(both[p], separate[p])
+    assert views or not both[True].equals(both[False])  # the second pass changed something
+    assert sum(seen) < 0.6 * tiles_separately
+
+
 def test_a_partial_white_cell_at_the_slide_border_stays_partial():
     img = scene(600, 500, [(3, 0, 100, 40, 70)])
     dets = detect_slide(fake_detect, img, SlideConfig())

@@ -440,15 +440,21 @@ def detect_slide(detect: TileFn, image: np.ndarray, cfg: SlideConfig) -> pd.Data
     view of the whole image and fuses the views before the final merge; a smear read region by
     region (bloodcell.detect.smear_view.ScaledSmear) of more than WHOLE_VIEW_PX pixels is not
     mirrored whole (that would hold it in memory): each of its tiles is mirrored in place."""
+    return detect_slide_passes(detect, image, cfg, (cfg.second_pass,))[cfg.second_pass]
+
+
+def detect_slide_passes(detect: TileFn, image: np.ndarray, cfg: SlideConfig,
+                        passes: tuple[bool, ...] = (True, False)) -> dict[bool, pd.DataFrame]:
+    """{second pass or not: detect_slide's detections with ``cfg.second_pass`` set so} for each
+    of ``passes``, from one tiling of the image (per view under test-time augmentation): the
+    same frames as calling detect_slide once per variant, in less time."""
     height, width = image.shape[:2]
     if isinstance(detect, ViewFusion) and (isinstance(image, np.ndarray)
                                            or height * width <= WHOLE_VIEW_PX):
-        image = np.asarray(image)
-        dets = detect.on_image(lambda view: detect_slide(detect.per_view, view, cfg), image)
-        dets = class_nms(dets.assign(cut=False), cfg.merge_iou, metric=cfg.merge_metric)
-        dets = dets.sort_values(["y", "x", "class_idx"], kind="mergesort")
-        return clip_to_image(dets, width, height)[["class_idx", "score", "x", "y", "w", "h"]
-                                                  ].reset_index(drop=True)
+        fused = detect.on_image_variants(
+            lambda view: detect_slide_passes(detect.per_view, view, cfg, passes),
+            np.asarray(image))
+        return {p: merged_views(d, width, height, cfg) for p, d in fused.items()}
     padded = pad_to_tile(image)
     origins = [(x, y) for y in tile_origins(padded.shape[0], cfg.stride)
                for x in tile_origins(padded.shape[1], cfg.stride)]
@@ -461,8 +467,22 @@ def detect_slide(detect: TileFn, image: np.ndarray, cfg: SlideConfig) -> pd.Data
     cut = dets[dets["cut"].to_numpy(bool)]
     dets = join_pairs(dets, seam_pairs(cut, tuple(range(10)), cfg.adjacency_px, seams))
     dets = dets.reset_index(drop=True)
-    if cfg.second_pass:
-        dets = second_pass(detect, padded, dets, (width, height), cfg.batch)
+    return {p: final_merge(second_pass(detect, padded, dets, (width, height), cfg.batch)
+                           if p else dets, width, height, cfg) for p in passes}
+
+
+def merged_views(dets: pd.DataFrame, width: int, height: int, cfg: SlideConfig) -> pd.DataFrame:
+    """The last step of detect_slide on fused views: as :func:`final_merge`, with every box
+    taken as whole (no seam cuts remain) and the rows ordered before the clip."""
+    dets = class_nms(dets.assign(cut=False), cfg.merge_iou, metric=cfg.merge_metric)
+    dets = dets.sort_values(["y", "x", "class_idx"], kind="mergesort")
+    return clip_to_image(dets, width, height)[["class_idx", "score", "x", "y", "w", "h"]
+                                              ].reset_index(drop=True)
+
+
+def final_merge(dets: pd.DataFrame, width: int, height: int, cfg: SlideConfig) -> pd.DataFrame:
+    """The last step of detect_slide: class-aware merge of overlapping boxes, boxes clipped to
+    the image, rows in reading order (y, x, class), columns class_idx, score, x, y, w, h."""
     dets = clip_to_image(class_nms(dets, cfg.merge_iou, metric=cfg.merge_metric), width, height)
     dets = dets.sort_values(["y", "x", "class_idx"], kind="mergesort")
     return dets[["class_idx", "score", "x", "y", "w", "h"]].reset_index(drop=True)

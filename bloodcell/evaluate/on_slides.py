@@ -9,7 +9,6 @@ Boxes: slide pixels, top-left origin (x, y, w, h).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import cv2
@@ -23,7 +22,7 @@ from bloodcell.common.html_table import html_table
 from bloodcell.common.image_files import write_png
 from bloodcell.common.json_files import rounded, write_json
 from bloodcell.detect.outputs import annotate
-from bloodcell.detect.whole_smear import WBC, SlideConfig, detect_slide
+from bloodcell.detect.whole_smear import WBC, SlideConfig, detect_slide_passes
 from bloodcell.evaluate import metrics
 from bloodcell.model.decode import DecodeConfig
 from bloodcell.model.runtime import tile_function
@@ -115,9 +114,9 @@ def run(model_path: Path, slides_dir: Path, anchors, decode: DecodeConfig, cfg: 
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         ids.append(iid)
         sizes[iid] = (im["width"], im["height"])
+        both = detect_slide_passes(detect, rgb, cfg)  # one tiling for both variants
         for variant, second in (("second_pass", True), ("first_pass_only", False)):
-            cfg_v = dataclasses.replace(cfg, second_pass=second)
-            found[variant].append(detect_slide(detect, rgb, cfg_v).assign(image_id=iid))
+            found[variant].append(both[second].assign(image_id=iid))
         if len(ids) <= 2:  # the same slide with and without the second pass
             write_png(figures_dir / f"{iid}.png", annotate(bgr, found["second_pass"][-1]))
             write_png(figures_dir / f"{iid}_first_pass_only.png",

@@ -131,14 +131,21 @@ class ViewFusion:
                  image: np.ndarray) -> pd.DataFrame:
         """``detect_image`` (H, W, 3) -> (class_idx, score, x, y, w, h) run on every view of
         ``image`` and fused (scores above score_threshold)."""
-        frames = []
+        return self.on_image_variants(lambda view: {None: detect_image(view)}, image)[None]
+
+    def on_image_variants(self, detect_image: Callable[[np.ndarray], dict],
+                          image: np.ndarray) -> dict:
+        """on_image for a ``detect_image`` that returns several variants of its detections
+        ({key: frame}, e.g. with and without a second pass): each variant fused on its own."""
+        frames: dict = {}
         for k in range(self.views):
             view = view_of(image, k)
-            d = detect_image(view)
-            back = boxes_from_view(d[["x", "y", "w", "h"]].to_numpy(float), k,
-                                   view.shape[1], view.shape[0])
-            frames.append(d.assign(x=back[:, 0], y=back[:, 1], w=back[:, 2], h=back[:, 3]))
-        return fuse_frames(frames, self.views, self.score_threshold)
+            for key, d in detect_image(view).items():
+                back = boxes_from_view(d[["x", "y", "w", "h"]].to_numpy(float), k,
+                                       view.shape[1], view.shape[0])
+                frames.setdefault(key, []).append(
+                    d.assign(x=back[:, 0], y=back[:, 1], w=back[:, 2], h=back[:, 3]))
+        return {key: fuse_frames(f, self.views, self.score_threshold) for key, f in frames.items()}
 
     def __call__(self, tiles: np.ndarray) -> tuple[np.ndarray, ...]:
         tiles = np.asarray(tiles)
