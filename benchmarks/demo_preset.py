@@ -1,22 +1,32 @@
 """Run the demo preset (the README's first command) end to end and print its wall time.
 
 Usage: python benchmarks/demo_preset.py [--workdir DIR] [--cores 2] [--preset demo]
+       python benchmarks/demo_preset.py --against 9a39853 [--workdir DIR]
        python benchmarks/demo_preset.py --report-only --workdir DIR
 
 Copies the pipeline into WORKDIR with config/params-PRESET.yaml as its params.yaml, times
 `snakemake --cores N` from nothing (the demo databases are rendered by the run itself), and
 prints the wall time, each job's time (Snakemake benchmark files) and the synthetic test split's
-and slides' figures. ``--report-only`` prints the figures of an earlier run in WORKDIR.
+and slides' figures. ``--against REV`` first runs the same preset as git revision REV had it,
+with REV's own package (``git archive`` into WORKDIR/REV, PYTHONPATH), then the working tree's
+in WORKDIR/now, one after the other on the same machine, and prints the ratio of the two wall
+times (issue 16: the demo preset in at most half the time of 9a39853's, the preset it was
+filed against). ``--report-only`` prints the figures of an earlier run in WORKDIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
 from public_preset import run_and_report
-from scratch import copy_pipeline
+from scratch import copy_pipeline, export_revision
+
+
+def use_preset(root: Path, preset: str) -> None:
+    shutil.copy(root / "config" / f"params-{preset}.yaml", root / "params.yaml")
 
 
 def main() -> None:
@@ -24,16 +34,36 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bloodcell-bench-demo"))
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--preset", default="demo")
+    ap.add_argument("--against", metavar="REV",
+                    help="first run the preset of this git revision, then compare wall times")
     ap.add_argument("--report-only", action="store_true")
     a = ap.parse_args()
     if not a.report_only and a.workdir.exists():
         raise SystemExit(f"{a.workdir} exists: pass a new --workdir (runs start from nothing)")
+    if a.report_only:
+        run_and_report(a.workdir, a.cores, a.preset)
+        return
+    now = a.workdir
+    if a.against:
+        old, now = a.workdir / a.against, a.workdir / "now"
+
+        def prepare_old() -> None:
+            export_revision(a.against, old)
+            use_preset(old, a.preset)
+
+        env = {**os.environ, "PYTHONPATH": str(old)}
+        print(f"{a.preset} preset at {a.against}:")
+        before = run_and_report(old, a.cores, a.preset, prepare_old, env)
+        print(f"{a.preset} preset now:")
 
     def prepare() -> None:
-        copy_pipeline(a.workdir)
-        shutil.copy(a.workdir / "config" / f"params-{a.preset}.yaml", a.workdir / "params.yaml")
+        copy_pipeline(now)
+        use_preset(now, a.preset)
 
-    run_and_report(a.workdir, a.cores, a.preset, None if a.report_only else prepare)
+    after = run_and_report(now, a.cores, a.preset, prepare)
+    if a.against:
+        print(f"now / {a.against}: {after / before:.3f} of the wall time "
+              f"({after:.0f} s against {before:.0f} s)")
 
 
 if __name__ == "__main__":

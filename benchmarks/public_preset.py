@@ -77,19 +77,25 @@ def print_figures(root: Path) -> None:
                   f"image, {ivh['parasitemia']['pooled_abs_error_pp']:.2f} pp pooled")
 
 
-def run_and_report(workdir: Path, cores: int, preset: str, prepare=None) -> None:
+def run_and_report(workdir: Path, cores: int, preset: str, prepare=None,
+                   env: dict | None = None) -> float | None:
     """``prepare()`` the copy in ``workdir`` and time `snakemake --cores N` there (no
-    ``prepare``: report an earlier run), then print each job's seconds and the figures."""
+    ``prepare``: report an earlier run), then print each job's seconds and the figures.
+    ``env``: the environment of the run (e.g. PYTHONPATH to another revision's package).
+    Returns the wall seconds (None when only reporting)."""
+    wall = None
     if prepare is not None:
         prepare()
         t0 = time.perf_counter()
-        subprocess.run(["snakemake", "--cores", str(cores)], cwd=workdir, check=True,
+        subprocess.run(["snakemake", "--cores", str(cores)], cwd=workdir, check=True, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
-        print(f"{preset} preset end to end: {wall / 60:.1f} min wall on {cores} cores")
+        print(f"{preset} preset end to end: {wall / 60:.1f} min ({wall:.0f} s) wall on "
+              f"{cores} cores")
     for job, s in job_seconds(workdir).items():
         print(f"  {job:28s} {s:8.0f} s")
     print_figures(workdir)
+    return wall
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import tarfile
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -19,3 +21,15 @@ def copy_pipeline(root: Path) -> None:
                             ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, dst)
+
+
+def export_revision(rev: str, dst: Path) -> None:
+    """The tree of git revision ``rev`` (with its own bloodcell package) in ``dst``."""
+    archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=PROJECT, check=True,
+                             capture_output=True).stdout
+    dst.mkdir(parents=True, exist_ok=True)
+    tar_path = dst.parent / f"{dst.name}.tar"
+    tar_path.write_bytes(archive)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(dst, filter="tar")
+    tar_path.unlink()

@@ -20,24 +20,18 @@ import hashlib
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+from scratch import export_revision
+
 OUTPUT_DIRS = ("data", "models", "metrics", "plots", "reports", "raw")
 
 
 def export(rev: str, dst: Path) -> None:
     """The tree of ``rev`` in ``dst``, with the tiny preset as params.yaml."""
-    archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=PROJECT, check=True,
-                             capture_output=True).stdout
-    tar_path = dst.parent / f"{dst.name}.tar"
-    tar_path.write_bytes(archive)
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(dst, filter="tar")
-    tar_path.unlink()
+    export_revision(rev, dst)
     (dst / "params.yaml").write_bytes((dst / "config" / "params-tiny.yaml").read_bytes())
 
 
