@@ -55,9 +55,10 @@ MAX_CROPS = 4
 """Most windows estimated per image (2 x 2: one centred on each quadrant)."""
 TIGHT_FACTOR = 1.07
 """Tight-box side sqrt(w * h) / twice the modal radius, calibrated on real cells with tight
-boxes (benchmarks/rbc_diameter.py): with it alone the estimate reads 1.2 % low on the demo's
-synthetic slides and 0.3 % low on isolated IML cells (median), and 3-8 % high on drawn sharp
-round discs (tests/test_rbc_size.py), which are rounder than real cells."""
+boxes (benchmarks/rbc_diameter.py): with it alone the estimate reads 0.3 % low on isolated
+IML cells (median), 1-3 % off on the demo's synthetic slides (1.2 % low on 9 slides of an
+earlier run, 2.9 % high on 22 of a later one) and 3-8 % high on drawn sharp round discs
+(tests/test_rbc_size.py), which are rounder than real cells."""
 BOX_MARGIN = 1.05
 """Estimated RBC box side / tight-box side. Annotators' boxes are about 1.13-1.14 x the tight
 box of the same cells on BCCD and IML (the ratio of the estimate's median signed errors against
