@@ -25,7 +25,12 @@ def command_root(command: str) -> str:
 
 
 def dvc_stages() -> dict[str, dict]:
-    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    """dvc.yaml's stages, and those that only the public preset's rendering has."""
+    from bloodcell.common.dvc_yaml import render
+
+    public = yaml.safe_load((PROJECT / "config" / "params-public.yaml").read_text())
+    stages = {**yaml.safe_load(render(public, PROJECT))["stages"],
+              **yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]}
     return {name: stage.get("do", stage) for name, stage in stages.items()}
 
 

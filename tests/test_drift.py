@@ -1,4 +1,5 @@
-"""Snakemake and DVC describe the same DAG: same stage names, commands, deps and outs."""
+"""Snakemake and DVC describe the same DAG: same stage names, commands, deps and outs, for the
+tiny preset and for the public preset (whose dvc.yaml `bloodcell params use` renders)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,32 @@ from pathlib import Path
 
 import pytest
 
-from conftest import project_copy
+from conftest import PROJECT, project_copy
+
+SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     root = project_copy(tmp_path_factory.mktemp("drift"))
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def public(tmp_path_factory) -> Path:
+    """A project copy switched to the public preset by `bloodcell params use public`, its
+    sources.root pointed at ../shared/data by absolute path (Snakemake's dry run needs the
+    datasets' files to exist)."""
+    if not (SHARED_DATA / "bccd").is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: the public preset's datasets are not here")
+    root = project_copy(tmp_path_factory.mktemp("drift-public"))
+    preset = root / "config" / "params-public.yaml"
+    text = preset.read_text()
+    assert text.count("root: ../shared/data\n") == 1
+    preset.write_text(text.replace("root: ../shared/data\n", f"root: {SHARED_DATA}\n"))
+    subprocess.run(["bloodcell", "params", "use", "public"], cwd=root, check=True,
+                   capture_output=True)
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
     return root
 
@@ -52,10 +73,15 @@ def dvc_stages(root: Path) -> list[dict]:
     return stages
 
 
-def test_rules_and_stages_have_the_same_names_commands_deps_and_outs(tiny):
-    smk = sorted(snakemake_jobs(tiny), key=lambda j: j["cmd"])
-    dvc = sorted(dvc_stages(tiny), key=lambda j: j["cmd"])
+@pytest.mark.parametrize("preset", ["tiny", "public"])
+def test_rules_and_stages_have_the_same_names_commands_deps_and_outs(preset, request):
+    root = request.getfixturevalue(preset)
+    smk = sorted(snakemake_jobs(root), key=lambda j: j["cmd"])
+    dvc = sorted(dvc_stages(root), key=lambda j: j["cmd"])
     assert [j["rule"] for j in smk] == [s["rule"] for s in dvc]
+    real = {"extract_voc", "extract_iml", "extract_wbcseg", "real_tiles", "evaluate_real"}
+    assert (real <= {j["rule"] for j in smk}) == (preset == "public")
+    assert ("demo_sources" in {j["rule"] for j in smk}) == (preset == "tiny")
     assert [j["cmd"] for j in smk] == [s["cmd"] for s in dvc]
     made = set().union(*(j["output"] for j in smk))
     for j, s in zip(smk, dvc):
@@ -74,13 +100,15 @@ def folded(inputs: set[str], dvc_deps: set[str], made: set[str]) -> set[str]:
     return out
 
 
-def test_every_dvc_params_key_is_a_leaf_of_params_yaml(tiny):
+@pytest.mark.parametrize("preset", ["tiny", "public"])
+def test_every_dvc_params_key_is_a_leaf_of_params_yaml(preset, request):
     import yaml
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
-    params = yaml.safe_load((tiny / "params.yaml").read_text())
-    for s in Repo(str(tiny)).index.stages:
+    root = request.getfixturevalue(preset)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for s in Repo(str(root)).index.stages:
         keys = [k for d in s.deps if isinstance(d, ParamsDependency) for k in d.params]
         for key in keys:
             value = params

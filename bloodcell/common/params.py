@@ -1,7 +1,8 @@
-"""The ``params`` command: validate a params file against the schema, switch to a preset.
+"""The ``params`` command: validate a params file against the schema, switch to a preset, and
+render dvc.yaml for params.yaml's DAG.
 
 Library code never reads params.yaml: stages get their values on the command line. This module
-serves `bloodcell params check` and `bloodcell params use NAME` only.
+serves `bloodcell params check`, `bloodcell params use NAME` and `bloodcell params dvc` only.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import yaml
 
+from bloodcell.common import dag_shape, dvc_yaml
 from bloodcell.common.atomic import atomic_file
 from bloodcell.common.errors import UserError
 from bloodcell.common.param_defaults import schema
 
 SCHEMA = "bloodcell/common/params.schema.yaml (workflow/schemas/params.schema.yaml)"
 PRESETS = Path("config")
-DEFAULT_DATABASES = ("lisc", "iumc", "mamic", "kaggle")
 
 
 def load_yaml(path: Path) -> object:
@@ -69,7 +70,7 @@ def validate(params: object, where: Path) -> dict:
 
 def check_sources(params: dict, where: Path) -> None:
     """Every database has its extract params; real tiles are mixed in only when they exist."""
-    databases = params["sources"].get("databases", dict.fromkeys(DEFAULT_DATABASES))
+    databases = dag_shape.databases(params)
     for db in databases:
         if db not in params["extract"]:
             raise UserError(f"{where}: sources.databases names {db} but extract.{db} is "
@@ -87,35 +88,76 @@ def check(path: Path) -> dict:
     return validate(load_yaml(path), path)
 
 
+def check_project(path: Path, project: Path = Path(".")) -> dict:
+    """:func:`check`, and for the project's own params.yaml also that dvc.yaml describes its
+    DAG (the same stages Snakemake defines for it)."""
+    params = check(path)
+    own = path.resolve() == (project / "params.yaml").resolve()
+    if own and dvc_yaml.has_template(project) and dvc_yaml.out_of_step(params, project):
+        raise UserError(f"{project / dvc_yaml.TARGET}: describes another DAG than {path} (a "
+                        "database, set or stage was added or removed); run `bloodcell params "
+                        "dvc` to render it again")
+    return params
+
+
+def write_dvc_yaml(params: dict, project: Path) -> bool:
+    """Render dvc.yaml for ``params``; False where the project has no template or dvc.yaml is
+    already as rendered. Refuses (UserError) to replace a dvc.yaml edited by hand."""
+    if not dvc_yaml.has_template(project):
+        return False
+    text = dvc_yaml.render(params, project)
+    target = project / dvc_yaml.TARGET
+    if target.is_file() and target.read_text(encoding="utf-8") == text:
+        return False
+    dvc_yaml.check_replaceable(project)
+    with atomic_file(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return True
+
+
 def use(name: str, project: Path = Path(".")) -> Path:
-    """Validate config/params-NAME.yaml and make it the project's params.yaml."""
+    """Validate config/params-NAME.yaml, make it the project's params.yaml and render dvc.yaml
+    for its DAG. Nothing is written when the preset is invalid or dvc.yaml was edited by hand.
+    """
     preset = project / PRESETS / f"params-{name}.yaml"
     if not preset.is_file():
         names = sorted(p.stem.removeprefix("params-") for p in (project / PRESETS).glob(
             "params-*.yaml"))
         raise UserError(f"{preset}: no such preset; choose one of {', '.join(names)}")
-    validate(load_yaml(preset), preset)
+    params = validate(load_yaml(preset), preset)
+    if dvc_yaml.has_template(project):
+        dvc_yaml.check_replaceable(project)
     target = project / "params.yaml"
     with atomic_file(target) as tmp:
         shutil.copyfile(preset, tmp)
+    write_dvc_yaml(params, project)
     return target
 
 
 def add_parser(sub) -> None:
-    """``bloodcell params check [FILE]`` and ``bloodcell params use NAME``."""
-    p = sub.add_parser("params", help="check params.yaml or switch to a preset")
+    """``bloodcell params check [FILE]``, ``params use NAME`` and ``params dvc``."""
+    p = sub.add_parser("params", help="check params.yaml, switch to a preset, render dvc.yaml")
     psub = p.add_subparsers(dest="params_command", required=True, parser_class=type(p))
-    q = psub.add_parser("check", help="validate a params file against the schema")
+    q = psub.add_parser("check", help="validate a params file against the schema (and, for "
+                        "params.yaml, that dvc.yaml describes its DAG)")
     q.add_argument("file", type=Path, nargs="?", default=Path("params.yaml"))
-    q = psub.add_parser("use", help="make config/params-NAME.yaml the params.yaml")
+    q = psub.add_parser("use", help="make config/params-NAME.yaml the params.yaml and render "
+                        "dvc.yaml for its DAG")
     q.add_argument("name")
+    psub.add_parser("dvc", help="render dvc.yaml for params.yaml's DAG from "
+                    f"{dvc_yaml.TEMPLATE} (after adding or removing a database or set)")
     p.set_defaults(main=main)
 
 
 def main(a) -> None:
     if a.params_command == "check":
-        check(a.file)
+        check_project(a.file)
         print(f"{a.file}: valid")
-    else:
+    elif a.params_command == "use":
         target = use(a.name)
-        print(f"config/params-{a.name}.yaml -> {target}")
+        print(f"config/params-{a.name}.yaml -> {target}; {dvc_yaml.TARGET} rendered for its "
+              "DAG")
+    else:
+        changed = write_dvc_yaml(check(Path("params.yaml")), Path("."))
+        print(f"{dvc_yaml.TARGET}: " + ("rendered for params.yaml" if changed
+                                       else "already describes params.yaml's DAG"))

@@ -10,29 +10,28 @@ min_version("9.0")
 validate(config, "../schemas/params.schema.yaml")
 
 
-DEMO_ROOT = "raw/demo"
-DATABASE_DIRS = config["sources"].get(
-    "databases", {"lisc": "lisc", "iumc": "iumc", "mamic": "mamic", "kaggle": "kaggle"}
-)
-DATABASES = list(DATABASE_DIRS)
-RBC_DATABASES = [db for db in DATABASES if db in ("mamic", "kaggle", "voc", "iml")]
-REAL_TILES = ["data/real_tiles"] if "real_tiles" in config else []
-REAL_SETS = sorted(config.get("evaluate_real", {}))
-CONDA_ENV = "../envs/bloodcell.yaml"
-
-
-def _code_deps_module():
-    """bloodcell/common/code_deps.py of this project, loaded by path: pure standard library,
-    so it works before (and without) bloodcell being installed in Snakemake's environment.
-    """
-    path = os.path.join(workflow.basedir, "bloodcell", "common", "code_deps.py")
-    spec = importlib.util.spec_from_file_location("bloodcell_code_deps", path)
+def _common_module(name):
+    """bloodcell/common/NAME.py of this project, loaded by path: pure standard library, so it
+    works before (and without) bloodcell being installed in Snakemake's environment."""
+    path = os.path.join(workflow.basedir, "bloodcell", "common", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"bloodcell_{name}", path)
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
     return loaded
 
 
-_CODE_DEPS = _code_deps_module()
+_CODE_DEPS = _common_module("code_deps")
+# The DAG's shape (which stages this preset has, the paths that wire them): dvc.yaml is
+# rendered from the same module, so both tools define the same stages.
+SHAPE = _common_module("dag_shape")
+
+DEMO_ROOT = SHAPE.DEMO_ROOT
+ROOT = config["sources"]["root"]
+DATABASES = list(SHAPE.databases(config))
+RBC_DATABASES = SHAPE.rbc_databases(config)
+REAL_TILES = ["data/real_tiles"] if SHAPE.cuts_real_tiles(config) else []
+REAL_SETS = list(SHAPE.evaluate_real_sets(config))
+CONDA_ENV = "../envs/bloodcell.yaml"
 
 
 def code_deps(command_module):
@@ -57,20 +56,12 @@ container: CONTAINER_IMAGE
 
 def source_dir(db):
     """Folder of one source database: sources.root/<its folder in sources.databases>."""
-    return f"{config['sources']['root']}/{DATABASE_DIRS.get(db, db)}"
-
-
-def set_path(path):
-    """A path of an annotated set: under sources.root, unless it is config/... or all."""
-    if path == "all" or path.startswith("config/"):
-        return path
-    return f"{config['sources']['root']}/{path}"
+    return SHAPE.source_dir(config, db, ROOT)
 
 
 def set_inputs(s):
     """The files an annotated set's stage reads: images, labels and a versioned list."""
-    files = [set_path(s["images"]), set_path(s["labels"])]
-    return files + ([] if s["list"] == "all" else [set_path(s["list"])])
+    return SHAPE.set_inputs(s, ROOT)
 
 
 def versioned_input(path):
@@ -114,33 +105,30 @@ def shard_backgrounds(wildcards):
 
 
 def real_data_args(wildcards, input):
-    """train-detector's real-data options: empty unless the preset sets them (public); the
-    schema's defaults (ignore, no real tiles) are the command's own."""
-    t = config["train_detector"]
-    untyped = t.get("untyped_wbc", "ignore")
-    args = f" --untyped-wbc {untyped}" if untyped != "ignore" else ""
-    if input.real:
-        args += f" --real-tiles {input.real} --real-share {t.get('real_share', 0.0)}"
-    return args
+    """train-detector's real-data options, each only where the preset sets it (public): the
+    schema's defaults (ignore, no real tiles, share 0) are the command's own."""
+    t, keys = config["train_detector"], SHAPE.detector_options(config)
+    args = f" --untyped-wbc {t['untyped_wbc']}" if "untyped_wbc" in keys else ""
+    args += f" --real-tiles {input.real}" if input.real else ""
+    return args + (f" --real-share {t['real_share']}" if "real_share" in keys else "")
 
 
 def real_tile_sets():
     """real-tiles' --set options, one per real_tiles.sets entry, in name order."""
-    sets = config.get("real_tiles", {}).get("sets", {})
     return " ".join(
-        f"--set {name} {s['format']} {set_path(s['images'])} {set_path(s['labels'])}"
-        f" {set_path(s['list'])} {s['scale']} {s['class_map']}"
-        for name, s in sorted(sets.items())
+        f"--set {name} {s['format']} {SHAPE.set_path(s['images'], ROOT)}"
+        f" {SHAPE.set_path(s['labels'], ROOT)} {SHAPE.set_path(s['list'], ROOT)}"
+        f" {s['scale']} {s['class_map']}"
+        for name, s in SHAPE.real_tile_sets(config).items()
     )
 
 
 def evaluate_real_set(name):
     """One evaluate_real entry with its paths resolved and its image-list option."""
     s = config["evaluate_real"][name]
-    listed = "" if s["list"] == "all" else f"--images-list {set_path(s['list'])}"
     return {
         **s,
-        "images": set_path(s["images"]),
-        "labels": set_path(s["labels"]),
-        "list_arg": listed,
+        "images": SHAPE.set_path(s["images"], ROOT),
+        "labels": SHAPE.set_path(s["labels"], ROOT),
+        "list_arg": SHAPE.images_list_arg(s, ROOT),
     }
