@@ -250,3 +250,43 @@ def test_the_readme_python_example_runs(detector, tmp_path):
     shapes = scope["shapes"]
     assert list(shapes.columns) == [*cells.columns, "outline", "measurements"]
     assert all("Area µm^2" in m for m in shapes["measurements"])
+
+
+def test_one_validation_pass_gives_the_loss_and_the_detections_of_two(shards):
+    """The detector's validation runs the network once per batch for its loss and its mAP's
+    detections: the same loss as the training input's batches and the same detections as
+    predict_shards, which ran the network a second time."""
+    import keras
+    import pandas as pd
+
+    from bloodcell.common.hyperparams import parse_anchors
+    from bloodcell.model import network
+    from bloodcell.model.decode import DecodeConfig
+    from bloodcell.model.inference import predict_shards
+    from bloodcell.train import input_pipeline, loop
+
+    keras.utils.set_random_seed(3)
+    net = network.detector()
+    files = [str(shards / "data" / "synth" / "valid-0" / "images.tfrecord")]
+    cfg = loop.TrainConfig(kind="detector", epochs=1, batch=8, schedule=((1, 1e-3),), seed=3,
+                           anchors=parse_anchors(ANCHORS), decode=DecodeConfig(0.01))
+    step = loop.validation_step(cfg, net)
+    val = loop.evaluate(cfg, step, loop.datasets(cfg, ([], files, ()), 1, 0)[1])
+
+    loss = n = 0
+    for images, targets in input_pipeline.dataset(files, 8, "detector", anchors=cfg.anchors):
+        loss += float(loop.detector_loss(targets, net(images, training=False), cfg.weights,
+                                          cfg.anchors)) * int(images.shape[0])
+        n += int(images.shape[0])
+    gt, det, ids = predict_shards(net, files, cfg.anchors, cfg.decode, batch=8)
+    assert len(det) > 100  # an untrained net scores many boxes above 0.01
+    assert val["loss"] == pytest.approx(loss / n, rel=1e-6)
+    sizes = {i: (224, 224) for i in ids}
+    assert val["map50"] == loop.coco_metrics(gt, det, ids, sizes)["map50"]
+
+    found = []
+    for ex in loop.datasets(cfg, ([], files, ()), 1, 0)[1]:
+        _, nms = step(loop.dense(ex["image"]), loop.dense(ex["target"]))
+        found.append(loop.to_frame([i.decode() for i in ex["id"].numpy()],
+                                   *(t.numpy() for t in nms)))
+    pd.testing.assert_frame_equal(pd.concat(found, ignore_index=True), det)

@@ -68,6 +68,21 @@ def dataset(files: Sequence[str], batch: int, kind: str, *, shuffle_seed: int | 
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
+def validation_examples(files: Sequence[str], batch: int,
+                        anchors: tuple[tuple[float, float], ...], match_iou: float
+                        ) -> tf.data.Dataset:
+    """The detector's validation batches in file order: parsed examples (id, image, ragged boxes
+    and classes: the mAP's ground truth) with each tile's training target under ``target``, so
+    that one forward pass gives both the validation loss and the detections."""
+    def with_target(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {**ex, "target": detector_targets(ex["boxes"], ex["classes"], anchors,
+                                                 match_iou)}
+
+    ds = tf.data.TFRecordDataset(list(files)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(with_target, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.ragged_batch(batch).prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
+
+
 def mixed(files: Sequence[str], real_files: Sequence[str], share: float, n_images: int,
           batch: int, seed: int, anchors: tuple[tuple[float, float], ...], match_iou: float,
           augment_mode: str = "none") -> tf.data.Dataset:

@@ -40,8 +40,8 @@ from bloodcell.dataset.tfrecords import count_records, record_files
 from bloodcell.evaluate.metrics import coco_metrics
 from bloodcell.model import card as model_card
 from bloodcell.model import network as models
-from bloodcell.model.decode import DecodeConfig
-from bloodcell.model.inference import predict_shards, tile_detector
+from bloodcell.model.decode import DecodeConfig, detect_batch, to_frame
+from bloodcell.model.inference import ground_truth
 from bloodcell.train import checkpoints as checkpoint
 from bloodcell.train import input_pipeline as data
 from bloodcell.train.loss import LossWeights, classifier_loss, detector_loss, detector_terms
@@ -164,27 +164,49 @@ def train_one_epoch(step: Callable, batches: tf.data.Dataset, n_images: int, des
     return total / max(seen, 1), seen / (time.perf_counter() - start)
 
 
-def evaluate(cfg: TrainConfig, net: keras.Model, val_step: Callable, batches: tf.data.Dataset,
-             detect: Callable | None, valid_files: list[str]) -> dict[str, float]:
-    """The validation pass: mean loss over ``batches`` and, for the classifier, exact-match
-    accuracy (10 sigmoids at 0.5), for the detector mAP@0.5 (pycocotools) of ``detect`` on the
-    validation shards."""
+def evaluate(cfg: TrainConfig, val_step: Callable, batches: tf.data.Dataset
+             ) -> dict[str, float]:
+    """The validation pass over ``batches`` (see :func:`datasets`): the mean loss and, for the
+    classifier, exact-match accuracy (10 sigmoids at 0.5), for the detector mAP@0.5
+    (pycocotools) of its detections, both from one forward pass per batch."""
+    if cfg.kind == "detector":
+        return evaluate_detector(val_step, batches)
     loss, hits, n = 0.0, 0, 0
     for images, labels in batches:
         batch_loss, batch_hits = val_step(images, labels)
         loss += float(batch_loss) * int(images.shape[0])
         hits += int(batch_hits)
         n += int(images.shape[0])
-    if detect is None:
-        return {"loss": loss / max(n, 1), "accuracy": hits / max(n, 1)}
-    gt, det, ids = predict_shards(net, valid_files, cfg.anchors, cfg.decode, detect=detect)
+    return {"loss": loss / max(n, 1), "accuracy": hits / max(n, 1)}
+
+
+def evaluate_detector(val_step: Callable, batches: tf.data.Dataset) -> dict[str, float]:
+    """The detector's validation loss and mAP@0.5 over batches of
+    :func:`bloodcell.train.input_pipeline.validation_examples`."""
+    loss, n, gts, dets, ids = 0.0, 0, [], [], []
+    for ex in batches:
+        images = dense(ex["image"])
+        batch_loss, found = val_step(images, dense(ex["target"]))
+        image_ids = [i.decode() for i in ex["id"].numpy()]
+        loss += float(batch_loss) * len(image_ids)
+        n += len(image_ids)
+        dets.append(to_frame(image_ids, *(t.numpy() for t in found)))
+        gts.append(ground_truth(ex))
+        ids += image_ids
     sizes = {i: (TILE_PX, TILE_PX) for i in ids}
+    gt, det = pd.concat(gts, ignore_index=True), pd.concat(dets, ignore_index=True)
     return {"loss": loss / max(n, 1), "map50": coco_metrics(gt, det, ids, sizes)["map50"]}
 
 
+def dense(t: tf.Tensor | tf.RaggedTensor) -> tf.Tensor:
+    """A batch component of a ragged batch as a dense tensor (it is ragged only in type)."""
+    return t.to_tensor() if isinstance(t, tf.RaggedTensor) else t
+
+
 def validation_step(cfg: TrainConfig, net: keras.Model) -> Callable:
-    """The compiled validation step: (images, labels) -> (batch loss, exact-match hits; 0 for
-    the detector, whose validation metric is mAP)."""
+    """The compiled validation step. Classifier: (images, labels) -> (batch loss, exact-match
+    hits). Detector: (images, targets) -> (batch loss, NMS results of the same outputs at
+    ``cfg.decode``)."""
     if cfg.kind == "classifier":
         @tf.function
         def stats(images, labels):
@@ -192,10 +214,11 @@ def validation_step(cfg: TrainConfig, net: keras.Model) -> Callable:
             hit = tf.reduce_all(tf.equal(tf.cast(logits > 0, tf.float32), labels), axis=1)
             return classifier_loss(labels, logits), tf.reduce_sum(tf.cast(hit, tf.int32))
     else:
-        @tf.function
-        def stats(images, labels):
-            return detector_loss(labels, net(images, training=False), cfg.weights,
-                                 cfg.anchors), 0
+        @tf.function(reduce_retracing=True)
+        def stats(images, targets):
+            raw = net(images, training=False)
+            return (detector_loss(targets, raw, cfg.weights, cfg.anchors),
+                    detect_batch(raw, cfg.anchors, cfg.decode))
     return stats
 
 
@@ -208,8 +231,9 @@ def improved(cfg: TrainConfig, value: float, best: float | None) -> bool:
 
 def datasets(cfg: TrainConfig, files: tuple[list[str], list[str], tuple[str, ...]], epoch: int,
              n_images: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """The epoch's training batches (synthetic, or mixed with real tiles) and validation ones;
-    ``files``: the train, valid and real-tile TFRecords."""
+    """The epoch's training batches (synthetic, or mixed with real tiles) and validation ones
+    (the detector's with their ground truth: data.validation_examples); ``files``: the train,
+    valid and real-tile TFRecords."""
     train_files, valid_files, real_files = files
     kw = {"anchors": cfg.anchors, "match_iou": cfg.match_iou}
     seed = cfg.seed * 1000 + epoch
@@ -219,6 +243,8 @@ def datasets(cfg: TrainConfig, files: tuple[list[str], list[str], tuple[str, ...
                            **kw, **aug)
     else:
         train = data.dataset(train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw, **aug)
+    if cfg.kind == "detector":
+        return train, data.validation_examples(valid_files, cfg.batch, **kw)
     return train, data.dataset(valid_files, cfg.batch, cfg.kind, **kw)
 
 
@@ -262,7 +288,6 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
         log.info("resuming %s after epoch %d from %s", cfg.kind, state["epoch"], done)
     step = step_fn(net, optimizer, loss_function(cfg), loss_terms(cfg))
     val_step = validation_step(cfg, net)
-    detect = None if cfg.kind == "classifier" else tile_detector(net, cfg.anchors, cfg.decode)
     best_path = done / "best.weights.h5" if done is not None else None
     n_images = state["data"]["train_images"]
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -276,7 +301,7 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
                                           f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
         except NonFiniteLoss as bad:
             raise non_finite_error(cfg, epoch, lr, bad, kept(state_dir, state)) from None
-        val = evaluate(cfg, net, val_step, valid_ds, detect, valid_files)
+        val = evaluate(cfg, val_step, valid_ds)
         if not math.isfinite(val["loss"]):
             raise UserError(f"{cfg.kind} epoch {epoch}: non-finite validation loss "
                             f"{val['loss']} at learning rate {lr:g}; training stopped, "
