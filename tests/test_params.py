@@ -64,6 +64,9 @@ def test_params_use_copies_the_preset(project, monkeypatch, capsys):
         project / "config" / "params-tiny.yaml").read_text()
     code, err = run_cli(["params", "use", "nope"], capsys)
     assert code == 2 and "choose one of" in err and "tiny" in err
+    code, err = run_cli(["params", "dvc"], capsys)  # no workflow/ here
+    assert code == 2 and "dvc.yaml.jinja: not found" in err
+    assert not (project / "dvc.yaml").exists()
 
 
 @pytest.fixture

@@ -158,6 +158,9 @@ def main(a) -> None:
         print(f"config/params-{a.name}.yaml -> {target}; {dvc_yaml.TARGET} rendered for its "
               "DAG")
     else:
+        if not dvc_yaml.has_template():
+            raise UserError(f"{dvc_yaml.TEMPLATE}: not found; run `bloodcell params dvc` in "
+                            "the project folder (the one holding params.yaml and workflow/)")
         changed = write_dvc_yaml(check(Path("params.yaml")), Path("."))
         print(f"{dvc_yaml.TARGET}: " + ("rendered for params.yaml" if changed
                                        else "already describes params.yaml's DAG"))
