@@ -290,3 +290,53 @@ def test_one_validation_pass_gives_the_loss_and_the_detections_of_two(shards):
         found.append(loop.to_frame([i.decode() for i in ex["id"].numpy()],
                                    *(t.numpy() for t in nms)))
     pd.testing.assert_frame_equal(pd.concat(found, ignore_index=True), det)
+
+
+def test_with_ema_validation_scores_and_keeps_the_moving_average(shards, tmp_path):
+    """train_detector.ema > 0: the validation loss of an epoch is the averaged weights' loss,
+    the epoch's best model is that average, and the weights training goes on from (the
+    checkpoint's last) are the trained ones, not the average."""
+    import keras
+
+    from bloodcell.common.hyperparams import parse_anchors
+    from bloodcell.train import loop
+
+    synth = shards / "data" / "synth"
+    files = [str(synth / f"{s}-0" / "images.tfrecord") for s in ("train", "valid")]
+    cfg = loop.TrainConfig(kind="detector", epochs=1, batch=10, schedule=((1, 1e-3),), seed=5,
+                           anchors=parse_anchors(ANCHORS), select="loss", ema=0.5)
+    with loop.policy_kept():
+        net, state = loop.fit(cfg, [files[0]], [files[1]], tmp_path)
+        epoch = tmp_path / "epoch-0001"
+        valid = loop.datasets(cfg, ([], [files[1]], ()), 1, 0)[1]
+        kept = loop.evaluate(cfg, loop.validation_step(cfg, net), valid)["loss"]
+        trained = keras.models.clone_model(net)
+        trained.load_weights(epoch / "last.weights.h5")
+        last = loop.evaluate(cfg, loop.validation_step(cfg, trained), valid)["loss"]
+    assert state["history"][0]["valid_loss"] == pytest.approx(kept, rel=1e-6)
+    assert last != pytest.approx(kept, rel=1e-3)
+    best = keras.models.clone_model(net)
+    best.load_weights(epoch / "best.weights.h5")
+    for a, b in zip(best.get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_with_ema_a_resumed_run_ends_with_the_bytes_of_an_uninterrupted_one(shards, tmp_path):
+    """The moving average lives in the optimizer's variables, which the checkpoint keeps: two
+    epochs in one go and one epoch, then a resumed second, give the same weights."""
+    from dataclasses import replace
+
+    from bloodcell.common.hyperparams import parse_anchors
+    from bloodcell.train import loop
+
+    synth = shards / "data" / "synth"
+    train, valid = ([str(synth / f"{s}-0" / "images.tfrecord")] for s in ("train", "valid"))
+    cfg = loop.TrainConfig(kind="detector", epochs=2, batch=10, schedule=((1, 1e-3),), seed=5,
+                           anchors=parse_anchors(ANCHORS), select="loss", ema=0.9)
+    with loop.policy_kept():
+        whole, _ = loop.fit(cfg, train, valid, tmp_path / "whole")
+        loop.fit(replace(cfg, epochs=1), train, valid, tmp_path / "parts")
+        resumed, state = loop.fit(cfg, train, valid, tmp_path / "parts")
+    assert [row["epoch"] for row in state["history"]] == [1, 2]
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)

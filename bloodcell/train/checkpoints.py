@@ -9,9 +9,13 @@ afresh):
   is refused (UserError) instead of sharing the folder;
 
 - ``epoch-NNNN/``: written atomically after epoch NNNN finished: ``last.weights.h5`` (model),
-  ``optimizer.npz`` (every Adam variable, iteration count included), ``best.weights.h5``
-  (best model so far) and ``state.json`` (epoch, learning rate, best metric and epoch,
-  per-epoch history, data statistics).
+  ``optimizer.npz`` (every Adam variable, iteration count and, with ``train_detector.ema``,
+  the moving average of the weights included), ``best.weights.h5`` (best model so far) and
+  ``state.json`` (epoch, learning rate, best metric and epoch, per-epoch history, data
+  statistics);
+
+- ``averaged.weights.h5``: with EMA, the moving average that scored best so far, which the
+  next ``epoch-*`` folder copies as its best model.
 
 Only the newest complete ``epoch-*`` folder counts; a run killed at any moment resumes from
 the last finished epoch with the optimizer's state. Older folders are removed once a newer

@@ -93,6 +93,9 @@ def add_parser(sub) -> None:
                  choices=["none", "dihedral", "dihedral_stain"],
                  help="training-tile augmentation: the tile's 8 flips and quarter turns, and "
                  "those with a stain jitter (brightness, contrast, saturation, hue)")
+    param_option(p, "--ema", key="train_detector.ema", type=float,
+                 help="momentum of a moving average of the weights (e.g. 0.99), which "
+                 "validation scores and the kept model is; 0: off")
     p.add_argument("--real-tiles", type=Path,
                    help="a real_tiles shard folder (data/real_tiles) to mix into training")
     param_option(p, "--real-share", key="train_detector.real_share", type=float,
@@ -123,8 +126,11 @@ def main(a: argparse.Namespace) -> None:
             select=a.select,
             decode=DecodeConfig(a.map_score_threshold, a.nms_iou),
             policy=policy, real_share=a.real_share, head=a.head,
-            augment=a.augment)
+            augment=a.augment, ema=a.ema)
         init = a.init
+        if not 0 <= a.ema < 1:
+            raise UserError(f"--ema {a.ema} must lie in [0, 1) (0: off; see "
+                            "train_detector.ema in params.yaml)")
         if not 0 <= a.real_share <= 0.9 or (a.real_share > 0 and a.real_tiles is None):
             raise UserError(f"--real-share {a.real_share} must lie in 0..0.9 and needs "
                             "--real-tiles (see train_detector.real_share in params.yaml)")

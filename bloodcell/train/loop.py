@@ -1,7 +1,8 @@
 """The two training phases: the multi-label classifier, then the detector on its trunk.
 
 Both use Adam and a piecewise-constant learning-rate schedule by epoch (params), keep the best model
-by a validation metric, and save a resumable state after every epoch (see
+by a validation metric (the detector optionally validates and keeps an exponential moving average
+of its weights, ``train_detector.ema``), and save a resumable state after every epoch (see
 bloodcell.train.checkpoints): a killed run restarts from its last finished epoch with the
 optimizer's state, and sees the same batches as an uninterrupted run (the shuffle is seeded per
 epoch). A run holds a lock on its state folder (a second run of the same stage is refused), and a
@@ -74,6 +75,10 @@ class TrainConfig:
     """The detector head (bloodcell.model.network.HEADS)."""
     augment: str = "none"
     """Training-tile augmentation (bloodcell.train.augment.MODES)."""
+    ema: float = 0.0
+    """Momentum of an exponential moving average of the weights, updated after every step
+    (Keras's ``use_ema``); validation scores, and the best model keeps, the average. 0: off,
+    the model's own weights (the original)."""
 
 
 def setup(cfg: TrainConfig) -> None:
@@ -276,11 +281,12 @@ def check_keras_file(path: Path, what: str) -> None:
 def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_dir: Path,
         init_from: Path | None = None, real_files: tuple[str, ...] = ()
         ) -> tuple[keras.Model, dict]:
-    """Train (or resume) one phase: per epoch, set the learning rate, train_one_epoch, evaluate,
-    keep the best weights and save the resumable state. Returns the best model and the state."""
+    """Train (or resume) one phase: per epoch, set the learning rate, train_one_epoch, evaluate
+    (with ``cfg.ema``, the moving average of the weights), keep the best weights and save the
+    resumable state. Returns the best model and the state."""
     setup(cfg)
     net = build(cfg, init_from)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(cfg.schedule, 1))
+    optimizer = adam(cfg)
     state = initial_state(train_files, valid_files, real_files, cfg.real_share)
     done = checkpoint.latest(state_dir)
     if done is not None:
@@ -301,19 +307,58 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
                                           f"{cfg.kind} epoch {epoch}/{cfg.epochs}")
         except NonFiniteLoss as bad:
             raise non_finite_error(cfg, epoch, lr, bad, kept(state_dir, state)) from None
-        val = evaluate(cfg, val_step, valid_ds)
+        with averaged_weights(net, optimizer):
+            val = evaluate(cfg, val_step, valid_ds)
+            scored = kept_average(net, state_dir, cfg, val, state.get("best"))
         if not math.isfinite(val["loss"]):
             raise UserError(f"{cfg.kind} epoch {epoch}: non-finite validation loss "
                             f"{val['loss']} at learning rate {lr:g}; training stopped, "
                             f"{kept(state_dir, state)}; lower the learning rate (train_"
                             f"{cfg.kind}.schedule in params.yaml) or check the validation data")
         better = record_epoch(cfg, state, epoch, lr, loss, val, speed, start)
-        saved = checkpoint.save(state_dir, epoch, net, optimizer, None if better else best_path,
-                                state)
+        best = scored if better else best_path
+        saved = checkpoint.save(state_dir, epoch, net, optimizer, best, state)
         best_path = saved / "best.weights.h5"
     if best_path is not None:
         net.load_weights(best_path)
     return net, state
+
+
+def adam(cfg: TrainConfig) -> keras.optimizers.Adam:
+    """Adam at the schedule's first learning rate; with ``cfg.ema`` it also keeps the moving
+    average of the trainable weights (its variables are the optimizer's, so checkpoints keep
+    them)."""
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema > 0 else {}
+    return keras.optimizers.Adam(learning_rate=learning_rate(cfg.schedule, 1), **ema)
+
+
+@contextlib.contextmanager
+def averaged_weights(net: keras.Model, optimizer: keras.optimizers.Optimizer
+                     ) -> Iterator[None]:
+    """Within the block ``net`` holds the optimizer's moving average of its trainable weights
+    (an optimizer without EMA: its own weights); on exit the trained weights come back."""
+    if not optimizer.use_ema:
+        yield
+        return
+    trained = [v.numpy() for v in net.trainable_variables]
+    optimizer.finalize_variable_values(net.trainable_variables)
+    try:
+        yield
+    finally:
+        for var, value in zip(net.trainable_variables, trained):
+            var.assign(value)
+
+
+def kept_average(net: keras.Model, state_dir: Path, cfg: TrainConfig, val: dict,
+                 best: float | None) -> Path | None:
+    """With EMA, the averaged weights ``net`` holds now written to the state folder when they
+    score best so far (the checkpoint then keeps them as its best model); else None."""
+    if cfg.ema <= 0 or not improved(cfg, val[cfg.select], best):
+        return None
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "averaged.weights.h5"
+    net.save_weights(path)
+    return path
 
 
 def initial_state(train_files: list[str], valid_files: list[str], real_files: tuple[str, ...],

@@ -66,6 +66,7 @@ rule train_detector:
         obj_target=param("train_detector.obj_target"),
         box_loss=param("train_detector.box_loss"),
         augment=param("train_detector.augment"),
+        ema=param("train_detector.ema"),
         select=param("train_detector.select"),
         map_score_threshold=param("evaluate.map_score_threshold"),
         nms_iou=param("decode.nms_iou"),
@@ -80,7 +81,7 @@ rule train_detector:
         " --lambda {params.lambda_coord} {params.lambda_noobj} {params.lambda_class}"
         " --class-loss {params.class_loss} --obj-loss {params.obj_loss}"
         " --obj-target {params.obj_target}"
-        " --box-loss {params.box_loss} --augment {params.augment}"
+        " --box-loss {params.box_loss} --augment {params.augment} --ema {params.ema}"
         " --select {params.select}"
         " --map-score-threshold {params.map_score_threshold}"
         " --nms-iou {params.nms_iou}{params.real}"
