@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
+import numpy as np
 import pandas as pd
 import pytest
+from pycocotools.cocoeval import COCOeval
 
 from bloodcell.common.boxes import box_iou
 from bloodcell.common.cell_counts import parasitemia, wbc_differential
 from bloodcell.common.classes import CLASS_NAMES
 from bloodcell.evaluate.metrics import (
+    _coco_pair,
+    coco_map50,
     coco_metrics,
     count_errors,
     exact_match_accuracy,
@@ -241,3 +248,38 @@ def test_an_untyped_white_cell_is_never_a_wrong_class() -> None:
     assert coco(gt, pd.concat([right, elsewhere]))["per_class_ap50"]["Eosinophil"] < 1.0
     assert exact_match_accuracy(gt, both, ["a", "b"]) == 1.0
     assert count_errors(gt, right, ["a", "b"])["Eosinophil"]["gt_total"] == 2
+
+
+def random_boxes(rng: np.random.Generator, n: int, with_score: bool) -> pd.DataFrame:
+    """``n`` boxes of sizes 4..120 px (all three COCO area ranges) on images a..d, classes 0..9."""
+    df = pd.DataFrame({"image_id": rng.choice(list("abcd"), n), "class_idx": rng.integers(0, 10, n),
+                       "x": rng.uniform(0, 150, n), "y": rng.uniform(0, 150, n),
+                       "w": rng.uniform(4, 120, n), "h": rng.uniform(4, 120, n)})
+    return df.assign(score=rng.uniform(0, 1, n)) if with_score else df
+
+
+def jittered(gt: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Detections near the GT boxes (a few px off, some of another class) and some strays."""
+    det = gt.assign(x=gt["x"] + rng.normal(0, 4, len(gt)), y=gt["y"] + rng.normal(0, 4, len(gt)),
+                    score=rng.uniform(0, 1, len(gt)))
+    det.loc[rng.uniform(size=len(det)) < 0.2, "class_idx"] = rng.integers(0, 10)
+    return pd.concat([det, random_boxes(rng, 60, True)], ignore_index=True)
+
+
+def test_area_all_only_and_map50_alone_give_pycocotools_default_figures() -> None:
+    rng = np.random.default_rng(7)
+    gt = random_boxes(rng, 120, False)
+    det = jittered(gt, rng)
+    ids = list("abcd")
+    gt_coco, dt_coco = _coco_pair(gt, det, ids, SIZES)
+    ev = COCOeval(gt_coco, dt_coco, iouType="bbox")  # default: four area ranges, 10 IoUs
+    ev.params.maxDets = [1, 100, 1000]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    m = coco_metrics(gt, det, ids, SIZES)
+    assert 0.2 < m["map50"] < 0.95
+    assert m["map50_95"] == pytest.approx(ev.stats[0], abs=1e-12)
+    assert m["map50"] == pytest.approx(ev.stats[1], abs=1e-12)
+    assert coco_map50(gt, det, ids, SIZES) == m["map50"]

@@ -58,13 +58,22 @@ def tile_detector(model: keras.Model, anchors: tuple[tuple[float, float], ...],
 
 
 def ground_truth(batch: dict[str, tf.Tensor]) -> pd.DataFrame:
-    """Ground-truth table of a ragged batch from bloodcell.dataset.tfrecords.examples."""
-    rows = []
-    for iid, boxes, classes in zip(batch["id"].numpy(), batch["boxes"], batch["classes"]):
-        b = boxes.numpy().reshape(-1, 4).astype(np.float64)
-        rows.append(pd.DataFrame({"image_id": iid.decode(), "class_idx": classes.numpy(),
-                                  "x": b[:, 0], "y": b[:, 1], "w": b[:, 2], "h": b[:, 3]}))
-    return pd.concat(rows, ignore_index=True)
+    """Ground-truth table (image_id, class_idx, x, y, w, h px, top-left) of a ragged batch from
+    bloodcell.dataset.tfrecords.examples, in the batch's order of images and boxes."""
+    ids = np.array([i.decode() for i in batch["id"].numpy()], dtype=object)
+    classes, counts = flat_rows(batch["classes"])
+    b = flat_rows(batch["boxes"])[0].reshape(-1, 4).astype(np.float64)
+    return pd.DataFrame({"image_id": np.repeat(ids, counts), "class_idx": classes,
+                         "x": b[:, 0], "y": b[:, 1], "w": b[:, 2], "h": b[:, 3]})
+
+
+def flat_rows(t: tf.Tensor | tf.RaggedTensor) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's per-image values, all images' rows one after the other, and each image's count
+    of rows (a dense batch: every image has all its rows)."""
+    if isinstance(t, tf.RaggedTensor):
+        return t.flat_values.numpy(), t.row_lengths().numpy()
+    values = t.numpy()
+    return values.reshape(-1, *values.shape[2:]), np.full(len(values), values.shape[1])
 
 
 def predict_shards(model: keras.Model | None, files: Sequence[str], anchors, cfg: DecodeConfig,

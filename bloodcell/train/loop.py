@@ -38,7 +38,7 @@ from bloodcell.common.errors import UserError
 from bloodcell.common.hyperparams import learning_rate
 from bloodcell.common.tile import TILE_PX
 from bloodcell.dataset.tfrecords import count_records, record_files
-from bloodcell.evaluate.metrics import coco_metrics
+from bloodcell.evaluate.metrics import coco_map50
 from bloodcell.model import card as model_card
 from bloodcell.model import network as models
 from bloodcell.model.decode import DecodeConfig, detect_batch, to_frame
@@ -200,7 +200,7 @@ def evaluate_detector(val_step: Callable, batches: tf.data.Dataset) -> dict[str,
         ids += image_ids
     sizes = {i: (TILE_PX, TILE_PX) for i in ids}
     gt, det = pd.concat(gts, ignore_index=True), pd.concat(dets, ignore_index=True)
-    return {"loss": loss / max(n, 1), "map50": coco_metrics(gt, det, ids, sizes)["map50"]}
+    return {"loss": loss / max(n, 1), "map50": coco_map50(gt, det, ids, sizes)}
 
 
 def dense(t: tf.Tensor | tf.RaggedTensor) -> tf.Tensor:
