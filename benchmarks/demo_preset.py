@@ -3,6 +3,7 @@
 Usage: python benchmarks/demo_preset.py [--workdir DIR] [--cores 2] [--preset demo]
        python benchmarks/demo_preset.py --against 9a39853 [--workdir DIR]
        python benchmarks/demo_preset.py --report-only --workdir DIR
+       python benchmarks/demo_preset.py --workdir DIR --set model.head=passthrough ...
 
 Copies the pipeline into WORKDIR with config/params-PRESET.yaml as its params.yaml, times
 `snakemake --cores N` from nothing (the demo databases are rendered by the run itself), and
@@ -11,7 +12,9 @@ and slides' figures. ``--against REV`` first runs the same preset as git revisio
 with REV's own package (``git archive`` into WORKDIR/REV, PYTHONPATH), then the working tree's
 in WORKDIR/now, one after the other on the same machine, and prints the ratio of the two wall
 times (issue 16: the demo preset in at most half the time of 9a39853's, the preset it was
-filed against). ``--report-only`` prints the figures of an earlier run in WORKDIR.
+filed against). ``--set KEY=VALUE`` (dotted key, YAML value; repeatable) changes the preset's
+params for the working tree's run, e.g. a longer detector training. ``--report-only`` prints the
+figures of an earlier run in WORKDIR.
 """
 
 from __future__ import annotations
@@ -21,12 +24,31 @@ import os
 import shutil
 from pathlib import Path
 
+import yaml
 from public_preset import run_and_report
 from scratch import copy_pipeline, export_revision
 
 
 def use_preset(root: Path, preset: str) -> None:
     shutil.copy(root / "config" / f"params-{preset}.yaml", root / "params.yaml")
+
+
+def set_params(root: Path, pairs: list[str]) -> None:
+    """Write KEY=VALUE pairs (dotted keys into params.yaml, YAML values) into root/params.yaml
+    (its comments are dropped; the run validates it against the schema)."""
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        if leaf not in node:
+            raise SystemExit(f"--set {pair}: params.yaml has no {key}")
+        node[leaf] = yaml.safe_load(value)
+        print(f"  {key} = {node[leaf]!r}")
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def main() -> None:
@@ -36,6 +58,8 @@ def main() -> None:
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--against", metavar="REV",
                     help="first run the preset of this git revision, then compare wall times")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a param of the working tree's run (dotted key, YAML value)")
     ap.add_argument("--report-only", action="store_true")
     a = ap.parse_args()
     if not a.report_only and a.workdir.exists():
@@ -59,6 +83,7 @@ def main() -> None:
     def prepare() -> None:
         copy_pipeline(now)
         use_preset(now, a.preset)
+        set_params(now, a.set)
 
     after = run_and_report(now, a.cores, a.preset, prepare)
     if a.against:
