@@ -33,22 +33,29 @@ def use_preset(root: Path, preset: str) -> None:
     shutil.copy(root / "config" / f"params-{preset}.yaml", root / "params.yaml")
 
 
-def set_params(root: Path, pairs: list[str]) -> None:
-    """Write KEY=VALUE pairs (dotted keys into params.yaml, YAML values) into root/params.yaml
-    (its comments are dropped; the run validates it against the schema)."""
-    path = root / "params.yaml"
-    params = yaml.safe_load(path.read_text())
+def with_params(params: dict, pairs: list[str]) -> dict:
+    """``params`` with KEY=VALUE pairs (dotted keys, YAML values) set; an unknown key or a pair
+    without ``=`` stops the benchmark with one line."""
     for pair in pairs:
-        key, _, value = pair.partition("=")
+        key, eq, value = pair.partition("=")
         *parents, leaf = key.split(".")
         node = params
         for part in parents:
-            node = node[part]
-        if leaf not in node:
-            raise SystemExit(f"--set {pair}: params.yaml has no {key}")
+            node = node.get(part) if isinstance(node, dict) else None
+        if not eq or not isinstance(node, dict) or leaf not in node:
+            raise SystemExit(f"--set {pair}: not KEY=VALUE with a KEY of params.yaml")
         node[leaf] = yaml.safe_load(value)
-        print(f"  {key} = {node[leaf]!r}")
+    return params
+
+
+def set_params(root: Path, pairs: list[str]) -> None:
+    """Write KEY=VALUE pairs into root/params.yaml (its comments are dropped; the run validates
+    it against the schema)."""
+    path = root / "params.yaml"
+    params = with_params(yaml.safe_load(path.read_text()), pairs)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+    for pair in pairs:
+        print(f"  --set {pair}")
 
 
 def main() -> None:
@@ -62,6 +69,9 @@ def main() -> None:
                     help="a param of the working tree's run (dotted key, YAML value)")
     ap.add_argument("--report-only", action="store_true")
     a = ap.parse_args()
+    project = Path(__file__).resolve().parent.parent
+    with_params(yaml.safe_load((project / "config" / f"params-{a.preset}.yaml").read_text()),
+                a.set)  # a typo stops here, not after the --against run
     if not a.report_only and a.workdir.exists():
         raise SystemExit(f"{a.workdir} exists: pass a new --workdir (runs start from nothing)")
     if a.report_only:
