@@ -208,3 +208,21 @@ def test_dataset_stats_counts_the_shard(data, tmp_path, capsys):
     assert m["images"] == o.image_id.nunique() and m["objects"] == len(o)
     assert sum(m["per_class"].values()) == len(o)
     assert pd.read_csv(tmp_path / "p.csv").objects.sum() == len(o)
+
+
+def test_ground_truth_table_of_a_ragged_batch_keeps_image_and_box_order() -> None:
+    import tensorflow as tf
+
+    from bloodcell.model.inference import ground_truth
+
+    batch = {"id": tf.constant([b"t-1", b"t-2", b"t-3"]),
+             "boxes": tf.RaggedTensor.from_row_lengths(
+                 tf.constant([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]], tf.float32), [2, 0, 1]),
+             "classes": tf.RaggedTensor.from_row_lengths(tf.constant([3, 9, 6], tf.int64),
+                                                          [2, 0, 1])}
+    gt = ground_truth(batch)
+    assert gt["image_id"].tolist() == ["t-1", "t-1", "t-3"]
+    assert gt["class_idx"].tolist() == [3, 9, 6]
+    assert gt[["x", "y", "w", "h"]].to_numpy().tolist() == [[1, 2, 3, 4], [5, 6, 7, 8],
+                                                            [9, 10, 11, 12]]
+    assert gt["x"].dtype == np.float64
