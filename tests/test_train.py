@@ -260,6 +260,7 @@ def test_one_validation_pass_gives_the_loss_and_the_detections_of_two(shards):
     import pandas as pd
 
     from bloodcell.common.hyperparams import parse_anchors
+    from bloodcell.evaluate.metrics import coco_metrics
     from bloodcell.model import network
     from bloodcell.model.decode import DecodeConfig
     from bloodcell.model.inference import predict_shards
@@ -282,7 +283,7 @@ def test_one_validation_pass_gives_the_loss_and_the_detections_of_two(shards):
     assert len(det) > 100  # an untrained net scores many boxes above 0.01
     assert val["loss"] == pytest.approx(loss / n, rel=1e-6)
     sizes = {i: (224, 224) for i in ids}
-    assert val["map50"] == loop.coco_metrics(gt, det, ids, sizes)["map50"]
+    assert val["map50"] == coco_metrics(gt, det, ids, sizes)["map50"]
 
     found = []
     for ex in loop.datasets(cfg, ([], files, ()), 1, 0)[1]:
