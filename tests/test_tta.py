@@ -7,9 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bloodcell.common.classes import CLASS_INDEX
+from bloodcell.common.boxes import box_iou
+from bloodcell.common.classes import CELL_KIND, CLASS_INDEX
 from bloodcell.detect.whole_smear import SlideConfig, detect_slide
-from bloodcell.model.tta import VIEWS, ViewFusion, boxes_from_view, fuse, fuse_frames, view_of
+from bloodcell.model.tta import (
+    BY_CLASS,
+    BY_KIND,
+    VIEWS,
+    ViewFusion,
+    boxes_from_view,
+    fuse,
+    fuse_frames,
+    view_of,
+)
 
 RBC, INFECTED = CLASS_INDEX["_"], CLASS_INDEX["Infected"]
 NEUTRO, BASO = CLASS_INDEX["Neutrophil"], CLASS_INDEX["Basophil"]
@@ -208,3 +218,45 @@ def test_a_lone_tile_keeps_one_cells_boxes_of_two_classes():
     cfg = SlideConfig(second_pass=False)
     fused = detect_slide(ViewFusion(two_classes, 4, 0.2), tiles[0], cfg)
     assert fused["class_idx"].tolist() == [RBC] and fused["score"].iloc[0] == pytest.approx(0.9)
+
+
+def fuse_one_cluster_at_a_time(xywh, scores, classes, views, n_views, groups):
+    """The fusion of the module docstring written plainly: all pairwise IoUs, one cluster at a
+    time, sums in the order each cluster's own box first, then the others by descending score."""
+    out = []
+    for kind in np.unique(groups[classes]):
+        idx = np.flatnonzero(groups[classes] == kind)
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        b, s, v, c = xywh[idx], scores[idx], views[idx], classes[idx]
+        iou, free = box_iou(b, b), np.ones(len(idx), bool)
+        for i in np.flatnonzero(free):
+            if free[i]:
+                free[i] = False
+                member = np.r_[i, np.flatnonzero(free & (iou[i] >= 0.55))]
+                free[member] = False
+                w = s[member]
+                box = np.zeros(4)
+                for m in member:
+                    box = box + b[m] * s[m]
+                best = sum(w[v[member] == view].max() for view in np.unique(v[member]))
+                votes = np.bincount(c[member], weights=w, minlength=len(CELL_KIND))
+                out.append((box / w.sum(), min(1.0, best / n_views), int(np.argmax(votes))))
+    order = np.argsort([-o[1] for o in out], kind="stable")
+    return [out[k] for k in order]
+
+
+@pytest.mark.parametrize("groups", [BY_KIND, BY_CLASS])
+def test_fusion_equals_the_plain_one_cluster_at_a_time_loop_bit_for_bit(groups):
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        n = int(rng.integers(0, 120))
+        cells = np.c_[rng.uniform(0, 224, (n, 2)), rng.uniform(5, 60, (n, 2))]
+        xywh = cells + rng.normal(0, 2, (n, 4)) * (rng.uniform(size=(n, 1)) < 0.7)
+        scores, classes = rng.uniform(0.01, 1, n), rng.integers(0, 10, n)
+        views = rng.integers(0, 4, n)
+        b, s, c = fuse(xywh, scores, classes, views, 4, groups)
+        want = fuse_one_cluster_at_a_time(xywh, scores, classes, views, 4, groups)
+        assert len(b) == len(want)
+        for k, (box, score, cls) in enumerate(want):
+            np.testing.assert_array_equal(b[k], box)
+            assert (s[k], c[k]) == (score, cls)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bloodcell.common.boxes import box_iou, neighbours
+from bloodcell.common.boxes import neighbours, pair_iou
 from bloodcell.common.classes import CELL_KIND
 
 TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
@@ -80,25 +80,62 @@ def fuse(xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, views: np.nd
     for kind in np.unique(kinds):
         idx = np.flatnonzero(kinds == kind)
         idx = idx[np.argsort(-scores[idx], kind="stable")]
-        b, s, v, cls = xywh[idx], scores[idx], views[idx], classes[idx]
-        indptr, near = neighbours(b)  # boxes that overlap: a grid index, not all pairs
-        free = np.ones(len(idx), bool)
-        for i in range(len(idx)):
-            if not free[i]:
-                continue
-            cand = near[indptr[i]:indptr[i + 1]]
-            cand = cand[free[cand]]
-            member = np.concatenate([[i], cand[box_iou(b[i], b[cand])[0] >= iou]])
-            free[member] = False
-            w = s[member]
-            out_b.append((b[member] * w[:, None]).sum(axis=0) / w.sum())
-            best = [w[v[member] == view].max() for view in np.unique(v[member])]
-            out_s.append(min(1.0, float(np.sum(best)) / n_views))
-            votes = np.bincount(cls[member], weights=w, minlength=len(CELL_KIND))
-            out_c.append(int(np.argmax(votes)))
-    order = np.argsort(-np.asarray(out_s, float), kind="stable")
-    return (np.asarray(out_b, float).reshape(-1, 4)[order], np.asarray(out_s, float)[order],
-            np.asarray(out_c, np.int64)[order])
+        b, s = xywh[idx], scores[idx]
+        member, cluster = clusters(b, iou)
+        fused = cluster_sums(b[member], s[member], views[idx][member], classes[idx][member],
+                             cluster, n_views)
+        out_b.append(fused[0])
+        out_s.append(fused[1])
+        out_c.append(fused[2])
+    b = np.concatenate(out_b) if out_b else np.zeros((0, 4))
+    s = np.concatenate(out_s) if out_s else np.zeros(0)
+    c = np.concatenate(out_c) if out_c else np.zeros(0, np.int64)
+    order = np.argsort(-s, kind="stable")
+    return b[order], s[order], c[order]
+
+
+def clusters(b: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy clusters of boxes ``b`` (n, 4), best first: each box still free takes the free
+    boxes whose IoU with it is at least ``iou``. Returns (member, cluster): the box indices in
+    cluster order (each cluster's own box first, then the others ascending) and each one's
+    cluster number (0, 1, ...)."""
+    indptr, near = neighbours(b)  # boxes that overlap: a grid index, not all pairs
+    src = np.repeat(np.arange(len(b)), np.diff(indptr))
+    close = pair_iou(b[src], b[near]) >= iou
+    indptr = np.searchsorted(src[close], np.arange(len(b) + 1))
+    near = near[close]
+    free = np.ones(len(b), bool)
+    member, cluster = [], []
+    for i in range(len(b)):
+        if not free[i]:
+            continue
+        cand = near[indptr[i]:indptr[i + 1]]
+        cand = cand[free[cand]]
+        free[i] = False
+        free[cand] = False
+        member.append(i)
+        member.extend(cand.tolist())
+        cluster.append(1 + len(cand))
+    sizes = np.asarray(cluster, np.int64)
+    return np.asarray(member, np.int64), np.repeat(np.arange(len(sizes)), sizes)
+
+
+def cluster_sums(b: np.ndarray, s: np.ndarray, v: np.ndarray, cls: np.ndarray,
+                 cluster: np.ndarray, n_views: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each cluster's fused box (score-weighted mean x, y, w, h), score (the sum over views of
+    each view's best score, / ``n_views``, at most 1) and class (largest summed score), from
+    its members' boxes ``b``, scores ``s``, views ``v`` and classes ``cls`` in cluster order
+    (sums run in that order)."""
+    k = int(cluster[-1]) + 1 if len(cluster) else 0
+    weight = np.bincount(cluster, weights=s, minlength=k)
+    boxes = np.stack([np.bincount(cluster, weights=b[:, j] * s, minlength=k)
+                      for j in range(4)], axis=1) / weight[:, None]
+    best = np.zeros((k, n_views))
+    np.maximum.at(best, (cluster, v.astype(np.int64)), s)
+    votes = np.bincount(cluster * len(CELL_KIND) + cls, weights=s,
+                        minlength=k * len(CELL_KIND)).reshape(k, len(CELL_KIND))
+    return (boxes.reshape(-1, 4), np.minimum(1.0, best.sum(axis=1) / n_views),
+            np.argmax(votes, axis=1).astype(np.int64))
 
 
 def fuse_frames(frames: list[pd.DataFrame], n_views: int, score_threshold: float,
@@ -153,18 +190,26 @@ class ViewFusion:
         runs = [self.per_view(view) for view in views]
         fused = []
         for t in range(len(tiles)):
-            frames = []
-            for k, (boxes, scores, classes, valid) in enumerate(runs):
-                n = int(valid[t])
-                b = boxes[t, :n].astype(float)  # y1, x1, y2, x2
-                xywh = np.stack([b[:, 1], b[:, 0], b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]], 1)
-                back = boxes_from_view(xywh, k, views[k].shape[2], views[k].shape[1])
-                frames.append(pd.DataFrame({"class_idx": classes[t, :n].astype(np.int64),
-                                            "score": scores[t, :n].astype(float),
-                                            "x": back[:, 0], "y": back[:, 1],
-                                            "w": back[:, 2], "h": back[:, 3]}))
-            fused.append(fuse_frames(frames, self.views, self.score_threshold, BY_CLASS))
+            parts = [tile_view_boxes(run, t, k, views[k].shape[2], views[k].shape[1])
+                     for k, run in enumerate(runs)]
+            xywh, scores, classes, view = (np.concatenate(p) for p in zip(*parts))
+            b, s, c = fuse(xywh, scores, classes, view, self.views, BY_CLASS)
+            keep = s > self.score_threshold
+            fused.append((b[keep], s[keep], c[keep]))
         return decoder_arrays(fused)
+
+
+def tile_view_boxes(run: tuple[np.ndarray, ...], t: int, k: int, width: int, height: int
+                    ) -> tuple[np.ndarray, ...]:
+    """Tile ``t``'s detections in view ``k`` (a ``width`` x ``height`` px view; ``run``: the
+    decoder's boxes y1x1y2x2, scores, classes, valid counts) -> (boxes x, y, w, h in the
+    tile's own frame, scores, class indices, view indices)."""
+    boxes, scores, classes, valid = run
+    n = int(valid[t])
+    b = boxes[t, :n].astype(float)  # y1, x1, y2, x2
+    xywh = np.stack([b[:, 1], b[:, 0], b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]], 1)
+    return (boxes_from_view(xywh, k, width, height), scores[t, :n].astype(float),
+            classes[t, :n].astype(np.int64), np.full(n, k, np.int64))
 
 
 def tta_mode(detect: TileFn) -> str:
@@ -173,15 +218,16 @@ def tta_mode(detect: TileFn) -> str:
     return next(mode for mode, n in VIEWS.items() if n == views)
 
 
-def decoder_arrays(per_tile: list[pd.DataFrame]) -> tuple[np.ndarray, ...]:
-    """Per-tile tables (class_idx, score, x, y, w, h) -> the decoder's padded arrays: boxes
+def decoder_arrays(per_tile: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+                   ) -> tuple[np.ndarray, ...]:
+    """Per-tile (boxes x, y, w, h; scores; class indices) -> the decoder's padded arrays: boxes
     (B, N, 4) y1x1y2x2 float32, scores, classes (float32, as NMS gives them), valid counts."""
-    width = max([len(f) for f in per_tile] + [1])
+    width = max([len(s) for _, s, _ in per_tile] + [1])
     boxes = np.zeros((len(per_tile), width, 4), np.float32)
     scores = np.zeros((len(per_tile), width), np.float32)
     classes = np.zeros((len(per_tile), width), np.float32)
-    for t, f in enumerate(per_tile):
-        n = len(f)
-        boxes[t, :n] = np.stack([f["y"], f["x"], f["y"] + f["h"], f["x"] + f["w"]], axis=1)
-        scores[t, :n], classes[t, :n] = f["score"], f["class_idx"]
-    return boxes, scores, classes, np.array([len(f) for f in per_tile], np.int32)
+    for t, (b, s, c) in enumerate(per_tile):
+        n = len(s)
+        boxes[t, :n] = np.stack([b[:, 1], b[:, 0], b[:, 1] + b[:, 3], b[:, 0] + b[:, 2]], axis=1)
+        scores[t, :n], classes[t, :n] = s, c
+    return boxes, scores, classes, np.array([len(s) for _, s, _ in per_tile], np.int32)
