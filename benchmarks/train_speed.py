@@ -17,7 +17,8 @@ path's images/s (issue 16).
 training loop (``train.loop.datasets`` with `augment: dihedral_stain`, ``train_one_epoch``,
 the iterator ended and destroyed as in training) by the path before issue 16's last changes
 (float32, tf.data autotuning on) and by the demo preset's path now (`precision: auto`,
-autotuning off), and prints each epoch's images/s and the ratio of the means.
+autotuning off, decoded tiles held in memory from the first epoch on), and prints each epoch's
+images/s and the ratio of the means.
 """
 
 from __future__ import annotations
@@ -94,10 +95,10 @@ def _measure(kind: str, files: list[str], batch: int, steps: int,
             "input_share": max(0.0, 1 - piped / memory)}
 
 
-def epoch_rates(files: list[str], batch: int, epochs: int, policy: str, autotune: bool
-                ) -> list[float]:
+def epoch_rates(files: list[str], batch: int, epochs: int, policy: str, autotune: bool,
+                in_memory: bool = False) -> list[float]:
     """Images/s of ``epochs`` whole detector epochs of the training loop, start-up excluded
-    (one warm-up step)."""
+    (one warm-up step); ``in_memory``: decoded tiles held between epochs, as training now."""
     import keras
     import tensorflow as tf
 
@@ -120,12 +121,13 @@ def epoch_rates(files: list[str], batch: int, epochs: int, policy: str, autotune
         step = loop.step_fn(net, keras.optimizers.Adam(1e-3), loop.loss_function(cfg),
                             loop.loss_terms(cfg))
         n = loop.count_records(files)
+        decoded = input_pipeline.decoded_examples(files, n) if in_memory else None
         step(*next(iter(loop.datasets(cfg, (files, files, ()), 0, n)[0])))
         rates = []
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            loop.train_one_epoch(step, loop.datasets(cfg, (files, files, ()), epoch, n)[0], n,
-                                 f"epoch {epoch}")
+            batches = loop.datasets(cfg, (files, files, ()), epoch, n, decoded)[0]
+            loop.train_one_epoch(step, batches, n, f"epoch {epoch}")
             rates.append(n / (time.perf_counter() - start))
         return rates
     finally:
@@ -138,10 +140,11 @@ def compare_epochs(files: list[str], batch: int, epochs: int) -> None:
     from bloodcell.train.precision import machine_policy
 
     means = []
-    for name, policy, autotune in (("before: float32, autotuning on", "float32", True),
-                                   ("now: precision auto, autotuning off",
-                                    machine_policy("auto"), False)):
-        rates = epoch_rates(files, batch, epochs, policy, autotune)
+    for name, policy, autotune, in_memory in (
+            ("before: float32, autotuning on", "float32", True, False),
+            ("now: precision auto, autotuning off, tiles in memory", machine_policy("auto"),
+             False, True)):
+        rates = epoch_rates(files, batch, epochs, policy, autotune, in_memory)
         means.append(sum(rates) / len(rates))
         print(f"detector epochs, {name} ({policy}): "
               + ", ".join(f"{r:.1f}" for r in rates) + f" img/s, mean {means[-1]:.1f}")

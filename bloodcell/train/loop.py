@@ -235,10 +235,12 @@ def improved(cfg: TrainConfig, value: float, best: float | None) -> bool:
 
 
 def datasets(cfg: TrainConfig, files: tuple[list[str], list[str], tuple[str, ...]], epoch: int,
-             n_images: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+             n_images: int, decoded: tf.data.Dataset | None = None
+             ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """The epoch's training batches (synthetic, or mixed with real tiles) and validation ones
     (the detector's with their ground truth: data.validation_examples); ``files``: the train,
-    valid and real-tile TFRecords."""
+    valid and real-tile TFRecords; ``decoded``: the synthetic training examples held in memory
+    (data.decoded_examples), or None to read them from the files."""
     train_files, valid_files, real_files = files
     kw = {"anchors": cfg.anchors, "match_iou": cfg.match_iou}
     seed = cfg.seed * 1000 + epoch
@@ -247,7 +249,8 @@ def datasets(cfg: TrainConfig, files: tuple[list[str], list[str], tuple[str, ...
         train = data.mixed(train_files, real_files, cfg.real_share, n_images, cfg.batch, seed,
                            **kw, **aug)
     else:
-        train = data.dataset(train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw, **aug)
+        train = data.dataset(train_files, cfg.batch, cfg.kind, shuffle_seed=seed, **kw, **aug,
+                             decoded=decoded)
     if cfg.kind == "detector":
         return train, data.validation_examples(valid_files, cfg.batch, **kw)
     return train, data.dataset(valid_files, cfg.batch, cfg.kind, **kw)
@@ -296,11 +299,13 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
     val_step = validation_step(cfg, net)
     best_path = done / "best.weights.h5" if done is not None else None
     n_images = state["data"]["train_images"]
+    decoded = None if real_files and cfg.real_share > 0 else data.decoded_examples(
+        train_files, n_images)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         lr = learning_rate(cfg.schedule, epoch)
         optimizer.learning_rate.assign(lr)
         train_ds, valid_ds = datasets(cfg, (train_files, valid_files, real_files), epoch,
-                                      n_images)
+                                      n_images, decoded)
         start = time.perf_counter()
         try:
             loss, speed = train_one_epoch(step, train_ds, n_images,
