@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bloodcell.common.boxes import neighbours, pair_iou
+from bloodcell.common.boxes import candidate_pairs, pair_iou
 from bloodcell.common.classes import CELL_KIND
 
 TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
@@ -75,6 +75,8 @@ def fuse(xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, views: np.nd
     """Boxes of all views of one image -> fused (boxes x, y, w, h; scores; class indices 0..9),
     by descending score (module docstring). ``views``: the view index of each box;
     ``groups``: the group of each class index."""
+    xywh, scores = np.asarray(xywh, float).reshape(-1, 4), np.asarray(scores, float)
+    classes, views = np.asarray(classes, np.int64), np.asarray(views, np.int64)
     out_b, out_s, out_c = [], [], []
     kinds = groups[classes]
     for kind in np.unique(kinds):
@@ -94,18 +96,18 @@ def fuse(xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, views: np.nd
     return b[order], s[order], c[order]
 
 
+PAIR_CHUNK = 2**20
+"""Candidate pairs whose IoU is computed at once (bounds the memory of a whole slide's boxes)."""
+
+
 def clusters(b: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
     """Greedy clusters of boxes ``b`` (n, 4), best first: each box still free takes the free
     boxes whose IoU with it is at least ``iou``. Returns (member, cluster): the box indices in
     cluster order (each cluster's own box first, then the others ascending) and each one's
     cluster number (0, 1, ...)."""
-    indptr, near = neighbours(b)  # boxes that overlap: a grid index, not all pairs
-    src = np.repeat(np.arange(len(b)), np.diff(indptr))
-    close = pair_iou(b[src], b[near]) >= iou
-    indptr = np.searchsorted(src[close], np.arange(len(b) + 1))
-    near = near[close]
+    indptr, near = close_pairs(b, iou)
     free = np.ones(len(b), bool)
-    member, cluster = [], []
+    member, sizes = [], []
     for i in range(len(b)):
         if not free[i]:
             continue
@@ -115,26 +117,49 @@ def clusters(b: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
         free[cand] = False
         member.append(i)
         member.extend(cand.tolist())
-        cluster.append(1 + len(cand))
-    sizes = np.asarray(cluster, np.int64)
+        sizes.append(1 + len(cand))
     return np.asarray(member, np.int64), np.repeat(np.arange(len(sizes)), sizes)
+
+
+def close_pairs(b: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each box of ``b`` (n, 4), the boxes whose IoU with it is at least ``iou``, in CSR
+    form (``near[indptr[i]:indptr[i + 1]]``, ascending); the IoUs of a grid index's candidate
+    pairs (bloodcell.common.boxes.candidate_pairs), :data:`PAIR_CHUNK` at a time."""
+    i, j = candidate_pairs(b)
+    keep = np.concatenate([pair_iou(b[i[k:k + PAIR_CHUNK]], b[j[k:k + PAIR_CHUNK]]) >= iou
+                           for k in range(0, len(i), PAIR_CHUNK)] or [np.zeros(0, bool)])
+    src = np.concatenate([i[keep], j[keep]])
+    dst = np.concatenate([j[keep], i[keep]])
+    order = np.lexsort((dst, src))
+    return np.searchsorted(src[order], np.arange(len(b) + 1)), dst[order]
 
 
 def cluster_sums(b: np.ndarray, s: np.ndarray, v: np.ndarray, cls: np.ndarray,
                  cluster: np.ndarray, n_views: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each cluster's fused box (score-weighted mean x, y, w, h), score (the sum over views of
     each view's best score, / ``n_views``, at most 1) and class (largest summed score), from
-    its members' boxes ``b``, scores ``s``, views ``v`` and classes ``cls`` in cluster order
-    (sums run in that order)."""
+    its members' boxes ``b``, scores ``s``, views ``v`` and classes ``cls`` in cluster order.
+    Sums run as numpy's sum of one cluster's values would: in order, and pairwise for the sum
+    of 8 or more scores, so that the result does not depend on how many clusters are summed
+    at once."""
     k = int(cluster[-1]) + 1 if len(cluster) else 0
+    size = np.bincount(cluster, minlength=k)
     weight = np.bincount(cluster, weights=s, minlength=k)
+    starts = np.concatenate([[0], np.cumsum(size)])
+    for c in np.flatnonzero(size >= 8):
+        weight[c] = s[starts[c]:starts[c + 1]].sum()
     boxes = np.stack([np.bincount(cluster, weights=b[:, j] * s, minlength=k)
                       for j in range(4)], axis=1) / weight[:, None]
     best = np.zeros((k, n_views))
-    np.maximum.at(best, (cluster, v.astype(np.int64)), s)
+    np.maximum.at(best, (cluster, v), s)
+    score = np.zeros(k)
+    for view in range(n_views):
+        score = score + best[:, view]
+    every = np.count_nonzero(best, axis=1) >= 8
+    score[every] = best[every].sum(axis=1)
     votes = np.bincount(cluster * len(CELL_KIND) + cls, weights=s,
                         minlength=k * len(CELL_KIND)).reshape(k, len(CELL_KIND))
-    return (boxes.reshape(-1, 4), np.minimum(1.0, best.sum(axis=1) / n_views),
+    return (boxes.reshape(-1, 4), np.minimum(1.0, score / n_views),
             np.argmax(votes, axis=1).astype(np.int64))
 
 
