@@ -24,6 +24,8 @@ import os
 import time
 from pathlib import Path
 
+import yaml
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -72,11 +74,14 @@ def main() -> None:
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from bloodcell.common.hyperparams import parse_anchors
+    from bloodcell.dataset.tfrecords import count_records
     from bloodcell.train import augment, input_pipeline
 
-    anchors = parse_anchors("0.94x0.94,1.31x2.00,2.00x1.81,2.50x2.50,4.88x4.81,5.62x5.62")
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "config"
+                             / "params-demo.yaml").read_text())
+    anchors = parse_anchors(params["model"]["anchors"])
     files = sorted(str(f) for f in a.shards.glob("train-*/images.tfrecord"))
-    n = sum(1 for _ in tf.data.TFRecordDataset(files))
+    n = count_records(files)
     print(f"{os.cpu_count()} CPUs, {n} training tiles, batch 50, {a.epochs} epochs each")
     kept, results = augment.dihedral, {}
     try:

@@ -17,8 +17,8 @@ path's images/s (issue 16).
 training loop (``train.loop.datasets`` with `augment: dihedral_stain`, ``train_one_epoch``,
 the iterator ended and destroyed as in training) by the path before issue 16's last changes
 (float32, tf.data autotuning on) and by the demo preset's path now (`precision: auto`,
-autotuning off, decoded tiles held in memory from the first epoch on), and prints each epoch's
-images/s and the ratio of the means.
+autotuning off, the tiles decoded in the first epoch held in memory for the later ones), and
+prints each epoch's images/s and the ratio of the means.
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def measure(kind: str, files: list[str], batch: int, steps: int,
             fused_bn: bool = True, mixed: bool = False) -> dict[str, float]:
     import keras
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed else "float32")
+    from bloodcell.train.precision import machine_policy
+
+    # mixed: bfloat16 on a CPU, float16 on a GPU (as `precision: mixed` trains)
+    keras.mixed_precision.set_global_policy(machine_policy("mixed") if mixed else "float32")
     try:
         return _measure(kind, files, batch, steps, fused_bn)
     finally:

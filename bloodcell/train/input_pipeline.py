@@ -18,7 +18,8 @@ from bloodcell.train.augment import augment
 from bloodcell.train.targets import detector_targets, multi_hot
 
 SHUFFLE_BUFFER = 20000
-"""Serialised examples held for shuffling (about 100 kB each); whole-dataset for the demo."""
+"""Examples held for shuffling: serialised (about 100 kB each), or decoded (150 kB) when the
+training set is held in memory (:func:`decoded_examples`); the whole dataset for the demo."""
 
 
 def augmented(ds: tf.data.Dataset, mode: str, seed: int) -> tf.data.Dataset:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,7 +245,7 @@ def datasets(cfg: TrainConfig, files: tuple[list[str], list[str], tuple[str, ...
     kw = {"anchors": cfg.anchors, "match_iou": cfg.match_iou}
     seed = cfg.seed * 1000 + epoch
     aug = {"augment_mode": cfg.augment}
-    if real_files and cfg.real_share > 0:
+    if mixes_real(cfg, real_files):
         train = data.mixed(train_files, real_files, cfg.real_share, n_images, cfg.batch, seed,
                            **kw, **aug)
     else:
@@ -254,6 +254,12 @@ def datasets(cfg: TrainConfig, files: tuple[list[str], list[str], tuple[str, ...
     if cfg.kind == "detector":
         return train, data.validation_examples(valid_files, cfg.batch, **kw)
     return train, data.dataset(valid_files, cfg.batch, cfg.kind, **kw)
+
+
+def mixes_real(cfg: TrainConfig, real_files: Sequence[str]) -> bool:
+    """Whether the training epochs mix real tiles in (data.mixed) rather than read the
+    synthetic shards alone."""
+    return bool(real_files) and cfg.real_share > 0
 
 
 def build(cfg: TrainConfig, init_from: Path | None) -> keras.Model:
@@ -299,8 +305,8 @@ def fit(cfg: TrainConfig, train_files: list[str], valid_files: list[str], state_
     val_step = validation_step(cfg, net)
     best_path = done / "best.weights.h5" if done is not None else None
     n_images = state["data"]["train_images"]
-    decoded = None if real_files and cfg.real_share > 0 else data.decoded_examples(
-        train_files, n_images)
+    decoded = None if mixes_real(cfg, real_files) else data.decoded_examples(train_files,
+                                                                             n_images)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         lr = learning_rate(cfg.schedule, epoch)
         optimizer.learning_rate.assign(lr)
