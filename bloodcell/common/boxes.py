@@ -149,11 +149,15 @@ def neighbours(xywh: np.ndarray, margin: float = 0.0, cell: float | None = None
     """For each box i, its candidates j != i (see :func:`candidate_pairs`) in CSR form:
     ``indices[indptr[i]:indptr[i + 1]]``, ascending."""
     n = len(np.asarray(xywh).reshape(-1, 4))
-    i, j = candidate_pairs(xywh, margin, cell)
+    return pairs_csr(*candidate_pairs(xywh, margin, cell), n)
+
+
+def pairs_csr(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) of ``n`` boxes, each given once -> each box's partners in CSR form:
+    ``indices[indptr[k]:indptr[k + 1]]``, ascending."""
     src, dst = np.concatenate([i, j]), np.concatenate([j, i])
     order = np.lexsort((dst, src))
-    indptr = np.searchsorted(src[order], np.arange(n + 1))
-    return indptr, dst[order]
+    return np.searchsorted(src[order], np.arange(n + 1)), dst[order]
 
 
 def pair_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:

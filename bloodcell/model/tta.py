@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bloodcell.common.boxes import candidate_pairs, pair_iou
+from bloodcell.common.boxes import candidate_pairs, pair_iou, pairs_csr
 from bloodcell.common.classes import CELL_KIND
 
 TileFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
@@ -77,21 +77,16 @@ def fuse(xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, views: np.nd
     ``groups``: the group of each class index."""
     xywh, scores = np.asarray(xywh, float).reshape(-1, 4), np.asarray(scores, float)
     classes, views = np.asarray(classes, np.int64), np.asarray(views, np.int64)
-    out_b, out_s, out_c = [], [], []
+    parts = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))]
     kinds = groups[classes]
     for kind in np.unique(kinds):
         idx = np.flatnonzero(kinds == kind)
         idx = idx[np.argsort(-scores[idx], kind="stable")]
-        b, s = xywh[idx], scores[idx]
-        member, cluster = clusters(b, iou)
-        fused = cluster_sums(b[member], s[member], views[idx][member], classes[idx][member],
-                             cluster, n_views)
-        out_b.append(fused[0])
-        out_s.append(fused[1])
-        out_c.append(fused[2])
-    b = np.concatenate(out_b) if out_b else np.zeros((0, 4))
-    s = np.concatenate(out_s) if out_s else np.zeros(0)
-    c = np.concatenate(out_c) if out_c else np.zeros(0, np.int64)
+        member, cluster = clusters(xywh[idx], iou)
+        idx = idx[member]
+        parts.append(cluster_sums(xywh[idx], scores[idx], views[idx], classes[idx], cluster,
+                                  n_views))
+    b, s, c = (np.concatenate(p) for p in zip(*parts))
     order = np.argsort(-s, kind="stable")
     return b[order], s[order], c[order]
 
@@ -128,10 +123,7 @@ def close_pairs(b: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
     i, j = candidate_pairs(b)
     keep = np.concatenate([pair_iou(b[i[k:k + PAIR_CHUNK]], b[j[k:k + PAIR_CHUNK]]) >= iou
                            for k in range(0, len(i), PAIR_CHUNK)] or [np.zeros(0, bool)])
-    src = np.concatenate([i[keep], j[keep]])
-    dst = np.concatenate([j[keep], i[keep]])
-    order = np.lexsort((dst, src))
-    return np.searchsorted(src[order], np.arange(len(b) + 1)), dst[order]
+    return pairs_csr(i[keep], j[keep], len(b))
 
 
 def cluster_sums(b: np.ndarray, s: np.ndarray, v: np.ndarray, cls: np.ndarray,
